@@ -1,0 +1,98 @@
+"""TensorBoard figure: data coloured by assignment, with component ellipses.
+
+For D > 2 the data, means and covariances are projected on the validation data's two leading
+principal axes (``W``: means ``μ W``, covariances ``Wᵀ Σ W``).
+"""
+
+from __future__ import annotations
+
+import math
+
+import lightning as L
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import torch  # noqa: E402
+from lightning.pytorch.loggers import TensorBoardLogger  # noqa: E402
+from matplotlib.patches import Ellipse  # noqa: E402
+from torch import Tensor  # noqa: E402
+
+__all__ = ["MixtureFigure", "mixture_figure"]
+
+
+def _projection(x: Tensor) -> Tensor:
+    """Two leading principal axes ``[D, 2]`` (identity for D ≤ 2)."""
+    d = x.shape[1]
+    if d <= 2:
+        return torch.eye(d, dtype=x.dtype, device=x.device)
+    cov = torch.cov(x.T)
+    _, vecs = torch.linalg.eigh(cov)
+    return vecs[:, -2:].flip(-1)
+
+
+def mixture_figure(x: Tensor, labels: Tensor, params: dict[str, Tensor], title: str = ""):
+    """Matplotlib figure of points ``[N, D]`` coloured by ``labels`` ``[N]`` and the 1σ / 2σ
+    ellipses of every component (line width ∝ weight)."""
+    x = x.detach().double().cpu()
+    means = params["means"].double().cpu()
+    covs = params["covariances"].double().cpu()
+    weights = params["weights"].double().cpu()
+    w = _projection(x)
+    xp, mp = x @ w, means @ w
+    cp = w.T @ covs @ w
+    fig, ax = plt.subplots(figsize=(6, 6), dpi=80)
+    if xp.shape[1] == 1:  # D == 1: plot against a jitter axis
+        xp = torch.cat([xp, torch.zeros_like(xp)], 1)
+        mp = torch.cat([mp, torch.zeros_like(mp)], 1)
+        cp = torch.diag_embed(torch.cat([cp[:, 0], torch.full_like(cp[:, 0], 1e-6)], -1))
+    ax.scatter(xp[:, 0], xp[:, 1], c=labels.cpu().numpy(), s=4, cmap="tab20", alpha=0.5)
+    vals, vecs = torch.linalg.eigh(cp)
+    for k in range(means.shape[0]):  # drawing, not a hot path
+        angle = math.degrees(math.atan2(vecs[k, 1, 1], vecs[k, 0, 1]))
+        for n_std in (1.0, 2.0):
+            width, height = (2 * n_std * vals[k].clamp_min(0).sqrt()).flip(0).tolist()
+            ax.add_patch(Ellipse(mp[k].tolist(), width, height, angle=angle, fill=False,
+                                 lw=0.5 + 4 * float(weights[k]), color="black"))
+        ax.plot(*mp[k].tolist(), "k+", ms=8)
+    ax.set_title(title)
+    ax.set_xlabel("x₁" if x.shape[1] <= 2 else "PC 1")
+    ax.set_ylabel("x₂" if x.shape[1] <= 2 else "PC 2")
+    ax.autoscale_view()
+    fig.tight_layout()
+    return fig
+
+
+class MixtureFigure(L.Callback):
+    """Every ``every_n_epochs`` validation epochs, log the figure to TensorBoard.
+
+    Args:
+        every_n_epochs: period in epochs.
+        max_points: points drawn (a fixed subset of the validation split).
+    """
+
+    def __init__(self, every_n_epochs: int = 10, max_points: int = 2000) -> None:
+        self.every_n_epochs = every_n_epochs
+        self.max_points = max_points
+
+    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.sanity_checking or not trainer.is_global_zero:
+            return
+        epoch = trainer.current_epoch
+        last = trainer.max_epochs is not None and epoch + 1 >= trainer.max_epochs
+        if epoch % self.every_n_epochs and not last:
+            return
+        loggers = [lg for lg in trainer.loggers if isinstance(lg, TensorBoardLogger)]
+        dm = trainer.datamodule
+        if not loggers or not hasattr(pl_module, "mixture_parameters") or dm is None:
+            return
+        x = dm.split("val")[0][: self.max_points]
+        if x.shape[0] == 0:
+            x = dm.split("train")[0][: self.max_points]
+        with torch.no_grad():
+            labels = pl_module.predict_labels(x.to(pl_module.device))
+        fig = mixture_figure(x, labels, pl_module.mixture_parameters(),
+                             title=f"epoch {epoch}")
+        for lg in loggers:
+            lg.experiment.add_figure("val/mixture", fig, global_step=trainer.global_step)
+        plt.close(fig)

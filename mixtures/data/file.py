@@ -1,0 +1,163 @@
+"""The user's own data from a file (``data=file data.path=...``).
+
+Formats: ``.npy`` (a 2-D array), ``.npz`` (arrays ``x`` and optional ``y``), ``.pt`` (a 2-D
+tensor, or a dict with ``x`` and optional ``y``), ``.csv`` / ``.txt`` (numbers, an optional
+header line). ``label_column`` picks a column (e.g. ``-1``) holding labels that are removed from
+the features and used only for evaluation (ARI / NMI).
+
+With ``standardize: true`` the features are shifted and scaled by the training split's mean and
+standard deviation; :meth:`FileDataModule.to_original_units` maps fitted means and covariances
+back, and ``train`` reports them in the original units.
+
+Letters: N points, K components, D features.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from mixtures.data.base import InMemoryDataModule
+
+__all__ = ["FileDataModule", "load_array"]
+
+FORMATS = (".npy", ".npz", ".pt", ".pth", ".csv", ".txt", ".tsv")
+
+
+def _read_text(path: Path, delimiter: str | None) -> np.ndarray:
+    if delimiter is None:
+        delimiter = "\t" if path.suffix == ".tsv" else ","
+    with path.open() as fh:
+        first = fh.readline()
+    try:
+        [float(v) for v in first.strip().split(delimiter) if v.strip() != ""]
+        skip = 0
+    except ValueError:
+        skip = 1  # a header line
+    try:
+        arr = np.loadtxt(path, delimiter=delimiter, skiprows=skip, ndmin=2, dtype=np.float64)
+    except ValueError as err:
+        raise ValueError(
+            f"{path}: could not parse numbers ({err}); check data.delimiter (now "
+            f"{delimiter!r}) and that every value is numeric (labels must be numbers too)."
+        ) from err
+    return arr
+
+
+def load_array(path: str | Path, delimiter: str | None = None) -> tuple[Tensor, Tensor | None]:
+    """Read ``x`` (and ``y`` when the file stores it separately) from ``path``."""
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise FileNotFoundError(
+            f"data.path={str(path)!r} does not exist; pass an existing .npy/.npz/.pt/.csv file."
+        )
+    suffix = path.suffix.lower()
+    if suffix not in FORMATS:
+        raise ValueError(f"data.path has unsupported extension {suffix!r}; use one of {FORMATS}.")
+    y = None
+    if suffix == ".npy":
+        x = np.load(path, allow_pickle=False)
+    elif suffix == ".npz":
+        with np.load(path, allow_pickle=False) as z:
+            if "x" not in z:
+                raise ValueError(f"{path}: an .npz file must hold an array named 'x'.")
+            x = z["x"]
+            y = z["y"] if "y" in z else None
+    elif suffix in (".pt", ".pth"):
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+        if isinstance(obj, dict):
+            if "x" not in obj:
+                raise ValueError(f"{path}: a .pt dict must hold a tensor under key 'x'.")
+            x, y = obj["x"], obj.get("y")
+        else:
+            x = obj
+    else:
+        x = _read_text(path, delimiter)
+    x_t = torch.as_tensor(np.asarray(x) if not isinstance(x, Tensor) else x)
+    y_t = None if y is None else torch.as_tensor(np.asarray(y) if not isinstance(y, Tensor) else y)
+    return x_t, y_t
+
+
+class FileDataModule(InMemoryDataModule):
+    """Points from ``path``; see the module docstring.
+
+    Args:
+        path: the file.
+        label_column: index of a label column (e.g. -1), or None.
+        standardize: standardise features with the training split's mean and std.
+        delimiter: column separator for text files (default ``,``; tab for ``.tsv``).
+        dtype: ``float32`` or ``float64``.
+        **kwargs: batch sizes, split fractions and seed of :class:`InMemoryDataModule`.
+    """
+
+    def __init__(
+        self,
+        path: str,
+        label_column: int | None = None,
+        standardize: bool = True,
+        delimiter: str | None = None,
+        dtype: str = "float32",
+        **kwargs,
+    ) -> None:
+        super().__init__(**kwargs)
+        if path is None or str(path).strip() == "":
+            raise ValueError("data=file needs data.path=/path/to/points.(npy|npz|pt|csv).")
+        if dtype not in ("float32", "float64"):
+            raise ValueError(f"data.dtype must be float32 or float64, got {dtype!r}.")
+        self.path = str(path)
+        self.label_column = label_column
+        self.standardize = standardize
+        self.delimiter = delimiter
+        self.dtype = getattr(torch, dtype)
+        self.shift: Tensor | None = None
+        self.scale: Tensor | None = None
+
+    def _describe(self) -> str:
+        return f"data file {self.path}"
+
+    def load(self) -> tuple[Tensor, Tensor | None]:
+        x, y = load_array(self.path, self.delimiter)
+        if x.dim() == 1:
+            x = x[:, None]
+        if x.dim() != 2:
+            raise ValueError(f"{self.path}: expected a 2-D table [N, D], got shape {list(x.shape)}.")
+        if self.label_column is not None:
+            if y is not None:
+                raise ValueError(
+                    f"{self.path} already stores labels 'y'; drop data.label_column."
+                )
+            col = int(self.label_column)
+            if not -x.shape[1] <= col < x.shape[1]:
+                raise ValueError(
+                    f"data.label_column={col} is out of range for {x.shape[1]} columns."
+                )
+            col %= x.shape[1]
+            y = x[:, col]
+            if not torch.isfinite(y.double()).all():
+                raise ValueError(f"{self.path}: the label column {col} holds NaN or inf.")
+            keep = [c for c in range(x.shape[1]) if c != col]
+            x = x[:, keep]
+            if x.shape[1] == 0:
+                raise ValueError(f"{self.path}: no feature columns left besides the labels.")
+        return x.to(self.dtype), y
+
+    def fit_transform(self, x_train: Tensor) -> None:
+        if not self.standardize:
+            return
+        self.shift = x_train.mean(0)
+        std = x_train.std(0) if x_train.shape[0] > 1 else torch.ones_like(self.shift)
+        self.scale = torch.where(std > 0, std, torch.ones_like(std))
+
+    def transform(self, x: Tensor) -> Tensor:
+        if self.shift is None or self.scale is None:
+            return x
+        return (x - self.shift) / self.scale
+
+    def to_original_units(self, means: Tensor, covariances: Tensor) -> tuple[Tensor, Tensor]:
+        if self.shift is None or self.scale is None:
+            return means, covariances
+        s = self.scale.to(means)
+        return means * s + self.shift.to(means), covariances * s[:, None] * s[None, :]

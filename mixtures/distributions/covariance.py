@@ -1,0 +1,331 @@
+"""Covariance parametrisations: one class per covariance type, one shared interface.
+
+Every type maps an unconstrained *raw* tensor to a covariance and implements the same few
+operations, so that models never branch on the covariance name. All methods broadcast over
+leading batch dimensions: the raw tensor of a Gaussian mixture has shape ``[K, P]`` and that of a
+mixture density network ``[B, K, P]``, where ``P = raw_size(D)`` is the number of raw numbers per
+component. *Shared* types (one covariance for all components) keep a component dimension of
+size 1 (``[..., 1, P]``) that broadcasts against ``K``.
+
+Letters: N points, B batch, K components, D features.
+
+The canonical factor is the lower Cholesky factor ``L`` of the covariance (``Σ = L Lᵀ``).
+Densities use ``L`` through triangular solves and the log-determinant ``2 Σ log diag L``; no
+explicit inverse is ever formed. Scales are kept above a floor ``min_scale`` (a standard
+deviation, in data units) so that a component can never collapse to a singular covariance.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+__all__ = [
+    "CovarianceType",
+    "UnitCovariance",
+    "ScalarCovariance",
+    "SharedScalarCovariance",
+    "DiagCovariance",
+    "FullCovariance",
+]
+
+
+def _softplus_inverse(y: Tensor) -> Tensor:
+    """Inverse of softplus for y > 0, stable for large and small y."""
+    return y + torch.log(-torch.expm1(-y))
+
+
+class CovarianceType(ABC):
+    """Interface of a covariance parametrisation.
+
+    Args:
+        min_scale: floor on every standard deviation (and on the diagonal of ``L`` for full
+            covariances), in data units. Must be positive.
+    """
+
+    #: whether the raw tensor is a learnable parameter (False for a fixed covariance).
+    learnable: bool = True
+    #: whether one covariance is shared by all components (component dim of size 1).
+    shared: bool = False
+
+    def __init__(self, min_scale: float = 1e-3) -> None:
+        if not min_scale > 0:
+            raise ValueError(
+                f"covariance.min_scale must be positive (got {min_scale}); it is the floor on "
+                "standard deviations that keeps components from collapsing, e.g. 1e-3."
+            )
+        self.min_scale = float(min_scale)
+
+    # -- shapes ----------------------------------------------------------------------------
+    @abstractmethod
+    def raw_size(self, num_features: int) -> int:
+        """Number P of raw numbers per component for D = ``num_features``."""
+
+    def raw_shape(self, num_components: int, num_features: int) -> tuple[int, int]:
+        """Shape ``[K, P]`` (``[1, P]`` for shared types) of a mixture's raw tensor."""
+        return (1 if self.shared else num_components, self.raw_size(num_features))
+
+    @abstractmethod
+    def num_parameters(self, num_components: int, num_features: int) -> int:
+        """Free covariance parameters of a K-component mixture (for BIC / AIC)."""
+
+    # -- the core operations ---------------------------------------------------------------
+    @abstractmethod
+    def scale_tril(self, raw: Tensor, num_features: int) -> Tensor:
+        """Lower Cholesky factor ``L``.
+
+        Args:
+            raw: ``[..., K, P]``.
+            num_features: D.
+
+        Returns:
+            ``[..., K, D, D]``.
+        """
+
+    @abstractmethod
+    def log_det(self, raw: Tensor, num_features: int) -> Tensor:
+        """``log |Σ|``: ``[..., K, P]`` → ``[..., K]``."""
+
+    @abstractmethod
+    def whiten(self, raw: Tensor, diff: Tensor) -> Tensor:
+        """``L⁻¹ (x − μ)`` by triangular solve (or elementwise division).
+
+        Args:
+            raw: ``[*R, K, P]``.
+            diff: ``[*E, *R, K, D]`` — extra leading dimensions ``E`` (e.g. data points) are
+                allowed in front of the raw tensor's batch dimensions ``R``.
+
+        Returns:
+            ``[*E, *R, K, D]``.
+        """
+
+    @abstractmethod
+    def colour(self, raw: Tensor, eps: Tensor) -> Tensor:
+        """``L ε`` (maps standard-normal noise to the component's covariance); shapes as
+        :meth:`whiten`."""
+
+    @abstractmethod
+    def from_covariance(self, cov: Tensor, weights: Tensor | None = None) -> Tensor:
+        """Raw tensor whose covariance is the projection of ``cov`` onto this type.
+
+        The projection is the maximum-likelihood estimate within the type given the moment
+        matrices: the diagonal for ``diag``, the mean variance for ``scalar``, the weighted mean
+        variance over components for ``shared_scalar``. Scales are clamped to the floor.
+
+        Args:
+            cov: dense covariances ``[..., K, D, D]``.
+            weights: ``[..., K]`` component weights, used by shared types to pool.
+
+        Returns:
+            ``[..., K, P]`` (``[..., 1, P]`` for shared types).
+        """
+
+    # -- derived operations ----------------------------------------------------------------
+    def mahalanobis(self, raw: Tensor, diff: Tensor) -> Tensor:
+        """Squared Mahalanobis distance ``(x − μ)ᵀ Σ⁻¹ (x − μ)``: ``[..., K, D]`` → ``[..., K]``."""
+        return self.whiten(raw, diff).square().sum(-1)
+
+    def covariance(self, raw: Tensor, num_features: int) -> Tensor:
+        """Dense covariance ``Σ = L Lᵀ``: ``[..., K, P]`` → ``[..., K, D, D]``."""
+        tril = self.scale_tril(raw, num_features)
+        return tril @ tril.transpose(-1, -2)
+
+    def min_scale_of(self, raw: Tensor, num_features: int) -> Tensor:
+        """Smallest diagonal entry of ``L`` per component, ``[..., K]`` (collapse detection)."""
+        return self.scale_tril(raw, num_features).diagonal(dim1=-2, dim2=-1).amin(-1)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(min_scale={self.min_scale})"
+
+    # -- helpers for the scale constraint ----------------------------------------------------
+    def _constrain(self, raw: Tensor) -> Tensor:
+        return F.softplus(raw) + self.min_scale
+
+    def _unconstrain(self, scale: Tensor) -> Tensor:
+        excess = (scale - self.min_scale).clamp_min(1e-6 * self.min_scale)
+        return _softplus_inverse(excess)
+
+
+class _ElementwiseScale(CovarianceType):
+    """Covariances ``diag(σ²)`` with σ given per component and feature (broadcastable)."""
+
+    @abstractmethod
+    def scale(self, raw: Tensor) -> Tensor:
+        """Standard deviations ``[..., K, P]`` broadcastable to ``[..., K, D]``."""
+
+    def scale_tril(self, raw: Tensor, num_features: int) -> Tensor:
+        sigma = self.scale(raw)
+        sigma = sigma.expand(*sigma.shape[:-1], num_features)
+        return torch.diag_embed(sigma)
+
+    def log_det(self, raw: Tensor, num_features: int) -> Tensor:
+        log_sigma = self.scale(raw).log()
+        if log_sigma.shape[-1] == 1:
+            return 2.0 * num_features * log_sigma[..., 0]
+        return 2.0 * log_sigma.sum(-1)
+
+    def whiten(self, raw: Tensor, diff: Tensor) -> Tensor:
+        return diff / self.scale(raw)
+
+    def colour(self, raw: Tensor, eps: Tensor) -> Tensor:
+        return eps * self.scale(raw)
+
+    def min_scale_of(self, raw: Tensor, num_features: int) -> Tensor:
+        return self.scale(raw).amin(-1)
+
+
+class UnitCovariance(_ElementwiseScale):
+    """Fixed isotropic covariance ``σ² I`` with σ = ``scale`` (default 1); nothing is learned.
+
+    This is the "constant" family: only means and weights are fitted. The raw tensor has no
+    entries (``P = 0``); it only carries the batch shape.
+    """
+
+    learnable = False
+
+    def __init__(self, scale: float = 1.0, min_scale: float = 1e-3) -> None:
+        super().__init__(min_scale)
+        if not scale > 0:
+            raise ValueError(f"covariance.scale must be positive (got {scale}), e.g. 1.0.")
+        self.fixed_scale = float(scale)
+
+    def raw_size(self, num_features: int) -> int:
+        return 0
+
+    def num_parameters(self, num_components: int, num_features: int) -> int:
+        return 0
+
+    def scale(self, raw: Tensor) -> Tensor:
+        return raw.new_full((*raw.shape[:-1], 1), self.fixed_scale)
+
+    def from_covariance(self, cov: Tensor, weights: Tensor | None = None) -> Tensor:
+        return cov.new_zeros(cov.shape[:-2] + (0,))
+
+    def __repr__(self) -> str:
+        return f"UnitCovariance(scale={self.fixed_scale})"
+
+
+class ScalarCovariance(_ElementwiseScale):
+    """Isotropic ``σ_k² I`` with one learned σ per component (scikit-learn's "spherical")."""
+
+    def raw_size(self, num_features: int) -> int:
+        return 1
+
+    def num_parameters(self, num_components: int, num_features: int) -> int:
+        return num_components
+
+    def scale(self, raw: Tensor) -> Tensor:
+        return self._constrain(raw)
+
+    def from_covariance(self, cov: Tensor, weights: Tensor | None = None) -> Tensor:
+        var = cov.diagonal(dim1=-2, dim2=-1).mean(-1, keepdim=True)  # [..., K, 1]
+        return self._unconstrain(var.clamp_min(0).sqrt())
+
+
+class SharedScalarCovariance(ScalarCovariance):
+    """One isotropic ``σ² I`` shared by all components (raw tensor ``[..., 1, 1]``)."""
+
+    shared = True
+
+    def num_parameters(self, num_components: int, num_features: int) -> int:
+        return 1
+
+    def from_covariance(self, cov: Tensor, weights: Tensor | None = None) -> Tensor:
+        var = cov.diagonal(dim1=-2, dim2=-1).mean(-1)  # [..., K]
+        if weights is None:
+            pooled = var.mean(-1)
+        else:
+            pooled = (weights * var).sum(-1) / weights.sum(-1)
+        return self._unconstrain(pooled.clamp_min(0).sqrt())[..., None, None]
+
+
+class DiagCovariance(_ElementwiseScale):
+    """Axis-aligned ``diag(σ_k²)`` with D learned scales per component."""
+
+    def raw_size(self, num_features: int) -> int:
+        return num_features
+
+    def num_parameters(self, num_components: int, num_features: int) -> int:
+        return num_components * num_features
+
+    def scale(self, raw: Tensor) -> Tensor:
+        return self._constrain(raw)
+
+    def from_covariance(self, cov: Tensor, weights: Tensor | None = None) -> Tensor:
+        return self._unconstrain(cov.diagonal(dim1=-2, dim2=-1).clamp_min(0).sqrt())
+
+
+class FullCovariance(CovarianceType):
+    """Full covariance through its lower Cholesky factor ``L`` (packed row-wise, P = D(D+1)/2).
+
+    The diagonal of ``L`` is ``softplus(raw) + min_scale``; the strictly lower part is raw.
+    """
+
+    def raw_size(self, num_features: int) -> int:
+        return num_features * (num_features + 1) // 2
+
+    def num_parameters(self, num_components: int, num_features: int) -> int:
+        return num_components * self.raw_size(num_features)
+
+    @staticmethod
+    def _num_features(raw_size: int) -> int:
+        d = int((math.isqrt(8 * raw_size + 1) - 1) // 2)
+        if d * (d + 1) // 2 != raw_size:
+            raise ValueError(f"{raw_size} is not a triangular number D(D+1)/2")
+        return d
+
+    def scale_tril(self, raw: Tensor, num_features: int | None = None) -> Tensor:
+        d = self._num_features(raw.shape[-1]) if num_features is None else num_features
+        rows, cols = torch.tril_indices(d, d, device=raw.device)
+        tril = raw.new_zeros(*raw.shape[:-1], d, d)
+        tril[..., rows, cols] = raw
+        diag = tril.diagonal(dim1=-2, dim2=-1)
+        return tril - torch.diag_embed(diag) + torch.diag_embed(self._constrain(diag))
+
+    def log_det(self, raw: Tensor, num_features: int) -> Tensor:
+        idx = torch.arange(num_features, device=raw.device)
+        diag_pos = idx * (idx + 3) // 2  # position of (i, i) in the row-wise packing
+        return 2.0 * self._constrain(raw[..., diag_pos]).log().sum(-1)
+
+    def whiten(self, raw: Tensor, diff: Tensor) -> Tensor:
+        tril = self.scale_tril(raw, diff.shape[-1])  # [*R, K, D, D]
+        extra = diff.dim() - (tril.dim() - 1)
+        if extra <= 0:
+            # Same batch shape: one solve per (batch, component).
+            tril = tril.expand(*diff.shape[:-1], *tril.shape[-2:])
+            return torch.linalg.solve_triangular(tril, diff.unsqueeze(-1), upper=False)[..., 0]
+        # Extra leading dims (points): move them into the right-hand-side columns so each
+        # component does one large triangular solve (a level-3 BLAS call) instead of N tiny ones.
+        lead = diff.shape[:extra]
+        body = diff.shape[extra:]  # [*R, K, D]
+        tril = tril.expand(*body, body[-1])
+        cols = diff.reshape(-1, *body).movedim(0, -1)  # [*R, K, D, M]
+        z = torch.linalg.solve_triangular(tril, cols, upper=False)
+        return z.movedim(-1, 0).reshape(*lead, *body)
+
+    def colour(self, raw: Tensor, eps: Tensor) -> Tensor:
+        tril = self.scale_tril(raw, eps.shape[-1])
+        return (tril @ eps.unsqueeze(-1))[..., 0]
+
+    def from_covariance(self, cov: Tensor, weights: Tensor | None = None) -> Tensor:
+        d = cov.shape[-1]
+        eye = torch.eye(d, dtype=cov.dtype, device=cov.device)
+        tril, info = torch.linalg.cholesky_ex(cov)
+        bad = info > 0  # [..., K]
+        if bool(bad.any()):
+            # Singular or indefinite: retry with the floor added to the diagonal, and fall back
+            # to the (always valid) diagonal where even that fails.
+            jittered, info2 = torch.linalg.cholesky_ex(cov + (self.min_scale**2) * eye)
+            diag = cov.diagonal(dim1=-2, dim2=-1).clamp_min(self.min_scale**2).sqrt()
+            jittered = torch.where((info2 > 0)[..., None, None], torch.diag_embed(diag), jittered)
+            tril = torch.where(bad[..., None, None], jittered, tril)
+        rows, cols = torch.tril_indices(d, d, device=cov.device)
+        raw = tril[..., rows, cols].clone()
+        diag_pos = torch.arange(d, device=cov.device)
+        diag_pos = diag_pos * (diag_pos + 3) // 2
+        raw[..., diag_pos] = self._unconstrain(raw[..., diag_pos])
+        return raw

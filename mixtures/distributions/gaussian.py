@@ -1,0 +1,111 @@
+"""Gaussian and Gaussian-mixture densities, responsibilities and sampling.
+
+Pure functions over (means, raw covariance) pairs and a :class:`CovarianceType`. They broadcast
+over leading dimensions so that the same code serves a Gaussian mixture (means ``[K, D]``,
+data ``[N, D]``) and a mixture density network (means ``[B, K, D]``, data ``[B, D]``).
+
+Letters: N points, B batch, K components, D features.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+from mixtures.distributions.covariance import CovarianceType
+
+__all__ = [
+    "component_log_prob",
+    "mixture_log_prob",
+    "weighted_log_prob",
+    "responsibilities",
+    "sample_mixture",
+]
+
+_LOG_2PI = math.log(2.0 * math.pi)
+
+
+def component_log_prob(x: Tensor, means: Tensor, raw: Tensor, cov: CovarianceType) -> Tensor:
+    """Log-density of every point under every component, ``log N(x | μ_k, Σ_k)``.
+
+    Args:
+        x: points ``[*E, *R, D]`` (``[N, D]`` for a GMM, ``[B, D]`` for an MDN).
+        means: ``[*R, K, D]``.
+        raw: raw covariance ``[*R, K, P]`` (or ``[*R, 1, P]`` for shared types).
+        cov: the covariance parametrisation of ``raw``.
+
+    Returns:
+        ``[*E, *R, K]``.
+    """
+    d = x.shape[-1]
+    if means.shape[-1] != d:
+        raise ValueError(
+            f"points have {d} features but the components have {means.shape[-1]}; "
+            "check the data's feature count against model.num_features."
+        )
+    diff = x.unsqueeze(-2) - means  # [*E, *R, K, D]
+    maha = cov.mahalanobis(raw, diff)  # [*E, *R, K]
+    return -0.5 * (d * _LOG_2PI + cov.log_det(raw, d) + maha)
+
+
+def weighted_log_prob(
+    x: Tensor, log_weights: Tensor, means: Tensor, raw: Tensor, cov: CovarianceType
+) -> Tensor:
+    """``log π_k + log N(x | μ_k, Σ_k)``: ``[*E, *R, K]`` (``log_weights`` is ``[*R, K]``)."""
+    return log_weights + component_log_prob(x, means, raw, cov)
+
+
+def mixture_log_prob(
+    x: Tensor, log_weights: Tensor, means: Tensor, raw: Tensor, cov: CovarianceType
+) -> Tensor:
+    """Mixture log-density ``log Σ_k π_k N(x | μ_k, Σ_k)`` by logsumexp: ``[*E, *R]``."""
+    return torch.logsumexp(weighted_log_prob(x, log_weights, means, raw, cov), dim=-1)
+
+
+def responsibilities(weighted: Tensor) -> Tensor:
+    """Posterior component probabilities from ``weighted_log_prob`` output: softmax over K."""
+    return torch.softmax(weighted, dim=-1)
+
+
+def sample_mixture(
+    num_samples: int,
+    log_weights: Tensor,
+    means: Tensor,
+    raw: Tensor,
+    cov: CovarianceType,
+    generator: torch.Generator | None = None,
+) -> tuple[Tensor, Tensor]:
+    """Draw points from a mixture (not reparameterised through the component choice).
+
+    Args:
+        num_samples: S.
+        log_weights: ``[*R, K]``.
+        means: ``[*R, K, D]``.
+        raw: ``[*R, K, P]``.
+        cov: covariance parametrisation.
+        generator: optional random generator (on the tensors' device).
+
+    Returns:
+        points ``[S, *R, D]`` and component labels ``[S, *R]``.
+    """
+    batch = log_weights.shape[:-1]
+    k = log_weights.shape[-1]
+    probs = log_weights.softmax(-1).reshape(-1, k)  # [R', K]
+    labels = torch.multinomial(probs, num_samples, replacement=True, generator=generator)
+    labels = labels.T.reshape(num_samples, *batch)  # [S, *R]
+    d = means.shape[-1]
+    eps = torch.randn(
+        (num_samples, *batch, d), generator=generator, device=means.device, dtype=means.dtype
+    )
+    means_b = means.expand(num_samples, *means.shape)
+    raw_b = raw.expand(num_samples, *batch, k, raw.shape[-1]) if raw.shape[-2] == k else raw
+    idx = labels[..., None, None]
+    mu = torch.take_along_dim(means_b, idx.expand(*labels.shape, 1, d), dim=-2)[..., 0, :]
+    if raw.shape[-2] == k:
+        r = torch.take_along_dim(raw_b, idx.expand(*labels.shape, 1, raw.shape[-1]), dim=-2)
+    else:
+        r = raw.expand(num_samples, *batch, 1, raw.shape[-1])
+    points = mu + cov.colour(r, eps.unsqueeze(-2))[..., 0, :]
+    return points, labels

@@ -1,0 +1,220 @@
+"""Gradient-descent training regime for a Gaussian mixture (``model=gmm_sgd``).
+
+Minimises the mean negative log-likelihood with any torch optimizer, with separate learning
+rates for the mixing weights (``mixture_lr``) and the components (``component_lr``). The model
+is initialised from the DataModule's training tensor (k-means by default) before DDP wraps it,
+and collapsed components are re-seeded during training.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.utilities import rank_zero_info
+from torch import Tensor
+
+from mixtures.distributions import CovarianceType
+from mixtures.metrics import ClusteringScores, LogLikelihood, bic
+from mixtures.models.gmm import INIT_METHODS, GaussianMixtureModel
+
+__all__ = ["GMMSGD"]
+
+
+def _positive_lr(name: str, value: float | None) -> None:
+    if value is not None and not value > 0:
+        raise ValueError(
+            f"{name} must be positive, got {value}; use a small positive step such as 0.05."
+        )
+
+
+class GMMSGD(L.LightningModule):
+    """Gaussian mixture fitted by gradient descent on the negative log-likelihood.
+
+    Args:
+        num_components: K.
+        num_features: D (from ``${data.num_features}``; filled in from the data when null).
+        covariance: covariance parametrisation (the ``covariance`` config group).
+        optimizer: a partial torch optimizer (the ``optimizer`` config group).
+        mixture_lr: learning rate of the mixing weights (None: the optimizer's ``lr``).
+        component_lr: learning rate of means and covariances (None: the optimizer's ``lr``).
+        init: ``kmeans``, ``kmeans++`` or ``random``.
+        kmeans_iters: Lloyd iterations of the ``kmeans`` init.
+        seed: seed of the initialisation and of re-seeding.
+        reseed: re-seed collapsed components.
+        min_weight: a component whose weight falls below this (default 1e-3 / K) is re-seeded.
+        reseed_every_n_steps: how often the collapse check runs.
+    """
+
+    def __init__(
+        self,
+        num_components: int = 5,
+        num_features: int | None = None,
+        covariance: CovarianceType | None = None,
+        optimizer: Callable[..., torch.optim.Optimizer] | None = None,
+        mixture_lr: float | None = None,
+        component_lr: float | None = None,
+        init: str = "kmeans",
+        kmeans_iters: int = 20,
+        seed: int = 0,
+        reseed: bool = True,
+        min_weight: float | None = None,
+        reseed_every_n_steps: int = 10,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters(ignore=["covariance", "optimizer"])
+        if num_features is None:
+            raise ValueError(
+                "model.num_features is unknown; train() fills it from the data, or set it."
+            )
+        if init not in INIT_METHODS:
+            raise ValueError(f"model.init={init!r} is unknown; choose one of {INIT_METHODS}.")
+        _positive_lr("model.mixture_lr", mixture_lr)
+        _positive_lr("model.component_lr", component_lr)
+        self.optimizer_factory = optimizer or functools.partial(torch.optim.Adam, lr=0.05)
+        base_lr = getattr(self.optimizer_factory, "keywords", {}).get("lr")
+        _positive_lr("optimizer.lr", base_lr)
+        self.model = GaussianMixtureModel(num_components, num_features, covariance)
+        self.min_weight = min_weight if min_weight is not None else 1e-3 / num_components
+        self.val_ll, self.test_ll = LogLikelihood(), LogLikelihood()
+        self.val_scores: ClusteringScores | None = None
+        self.test_scores: ClusteringScores | None = None
+        self.register_buffer("num_reseeded", torch.zeros((), dtype=torch.long))
+
+    # -- set-up -------------------------------------------------------------------------------
+    def _train_tensor(self) -> Tensor | None:
+        dm = self.trainer.datamodule if self._trainer is not None else None
+        return getattr(dm, "train_tensor", None)
+
+    def setup(self, stage: str) -> None:
+        dm = self.trainer.datamodule
+        num_classes = getattr(dm, "num_classes", None)
+        if num_classes and self.val_scores is None:
+            k = self.hparams.num_components
+            self.val_scores = ClusteringScores(num_classes, k)
+            self.test_scores = ClusteringScores(num_classes, k)
+        if stage != "fit" or bool(self.model.initialized):
+            return
+        x = self._train_tensor()
+        if x is None:
+            raise RuntimeError(
+                "GMMSGD initialises from the DataModule's `train_tensor`; pass a mixtures "
+                "DataModule to trainer.fit, or call module.model.initialize(x) first."
+            )
+        k = self.hparams.num_components
+        if k > x.shape[0]:
+            raise ValueError(
+                f"model.num_components={k} exceeds the number of training points "
+                f"({x.shape[0]}); lower model.num_components or supply more data."
+            )
+        if x.shape[1] != self.model.num_features:
+            raise ValueError(
+                f"the data has {x.shape[1]} features but model.num_features="
+                f"{self.model.num_features}; remove the override or fix the data."
+            )
+        gen = torch.Generator(device=x.device).manual_seed(self.hparams.seed)
+        self.model.initialize(x, self.hparams.init, gen, self.hparams.kmeans_iters)
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        groups: list[dict[str, Any]] = [
+            {"params": self.model.mixture_weight_parameters(), "name": "mixture"},
+            {"params": self.model.component_parameters(), "name": "components"},
+        ]
+        if self.hparams.mixture_lr is not None:
+            groups[0]["lr"] = self.hparams.mixture_lr
+        if self.hparams.component_lr is not None:
+            groups[1]["lr"] = self.hparams.component_lr
+        return self.optimizer_factory(groups)
+
+    # -- steps --------------------------------------------------------------------------------
+    def forward(self, x: Tensor) -> Tensor:
+        return self.model.log_prob(x)
+
+    def training_step(self, batch: tuple[Tensor, ...], batch_idx: int) -> Tensor:
+        x = batch[0]
+        loss = -self.model.log_prob(x).mean()
+        self.log("train/nll", loss, prog_bar=True, on_step=True, on_epoch=True,
+                 batch_size=x.shape[0], sync_dist=True)
+        return loss
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        if not self.hparams.reseed or self.global_step % self.hparams.reseed_every_n_steps:
+            return
+        mask = self.model.collapsed(self.min_weight)
+        if not bool(mask.any()):
+            return
+        x = self._train_tensor()
+        x = batch[0] if x is None else x
+        gen = torch.Generator(device=x.device).manual_seed(
+            self.hparams.seed + 7919 * int(self.global_step)
+        )
+        self.model.reseed(x, mask, gen)
+        self._reset_optimizer_state(mask)
+        self.num_reseeded += int(mask.sum())
+        rank_zero_info(
+            f"[gmm_sgd] step {self.global_step}: re-seeded collapsed component(s) "
+            f"{mask.nonzero().flatten().tolist()}"
+        )
+
+    def _reset_optimizer_state(self, mask: Tensor) -> None:
+        """Zero optimizer moments of re-seeded components (rows along the component dim)."""
+        k = self.hparams.num_components
+        for opt in self.trainer.optimizers:
+            for p, state in opt.state.items():
+                if p.dim() == 0 or p.shape[0] != k:
+                    continue
+                for value in state.values():
+                    if isinstance(value, Tensor) and value.shape == p.shape:
+                        value[mask] = 0
+
+    def _eval_step(self, batch: tuple[Tensor, ...], ll: LogLikelihood,
+                   scores: ClusteringScores | None) -> None:
+        x = batch[0]
+        weighted = self.model.weighted_log_prob(x)  # [B, K]
+        ll.update(torch.logsumexp(weighted, -1))
+        if scores is not None and len(batch) > 1:
+            scores.update(batch[1], weighted.argmax(-1))
+
+    def _eval_epoch_end(self, prefix: str, ll: LogLikelihood,
+                        scores: ClusteringScores | None) -> None:
+        stats = ll.compute()
+        metrics = {
+            f"{prefix}/nll": -stats["mean"],
+            f"{prefix}/bic": bic(stats["total"], self.model.num_parameters(), stats["count"]),
+        }
+        if scores is not None and scores.update_count > 0:
+            cs = scores.compute()
+            metrics[f"{prefix}/ari"] = cs["ari"]
+            metrics[f"{prefix}/nmi"] = cs["nmi"]
+            scores.reset()
+        ll.reset()
+        metrics = {k: v.float() for k, v in metrics.items()}
+        self.log_dict(metrics, prog_bar=prefix == "val")
+        if prefix == "val":
+            self.log("train/reseeded", self.num_reseeded.float())
+
+    def validation_step(self, batch: tuple[Tensor, ...], batch_idx: int) -> None:
+        self._eval_step(batch, self.val_ll, self.val_scores)
+
+    def on_validation_epoch_end(self) -> None:
+        self._eval_epoch_end("val", self.val_ll, self.val_scores)
+
+    def test_step(self, batch: tuple[Tensor, ...], batch_idx: int) -> None:
+        self._eval_step(batch, self.test_ll, self.test_scores)
+
+    def on_test_epoch_end(self) -> None:
+        self._eval_epoch_end("test", self.test_ll, self.test_scores)
+
+    def predict_step(self, batch: tuple[Tensor, ...], batch_idx: int) -> Tensor:
+        return self.model.predict(batch[0])
+
+    # -- summaries for callbacks --------------------------------------------------------------
+    def mixture_parameters(self) -> dict[str, Tensor]:
+        """Detached ``weights`` ``[K]``, ``means`` ``[K, D]``, ``covariances`` ``[K, D, D]``."""
+        return self.model.mixture_parameters()
+
+    def predict_labels(self, x: Tensor) -> Tensor:
+        return self.model.predict(x)

@@ -1,0 +1,6 @@
+"""Plain ``torch.nn.Module`` mixture models, usable without Lightning."""
+
+from mixtures.models.gmm import INIT_METHODS, GaussianMixtureModel
+from mixtures.models.kmeans import kmeans, kmeans_plusplus
+
+__all__ = ["GaussianMixtureModel", "INIT_METHODS", "kmeans", "kmeans_plusplus"]

@@ -1,0 +1,130 @@
+"""``train(cfg)``: build everything from the Hydra config, fit, test, return the metrics.
+
+Used by the ``train.py`` entry point, by the tests and by sweeps. Every object is instantiated
+from its ``_target_``; nothing here knows about a particular model family.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from pathlib import Path
+from typing import Any
+
+import hydra
+import lightning as L
+import torch
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+__all__ = ["train", "instantiate_list", "metric_value"]
+
+log = logging.getLogger(__name__)
+
+
+def instantiate_list(cfg: DictConfig | None) -> list[Any]:
+    """Instantiate every entry with a ``_target_`` in a config group (callbacks, loggers)."""
+    objs: list[Any] = []
+    if not cfg:
+        return objs
+    if not isinstance(cfg, DictConfig):
+        raise TypeError("callbacks / logger config must be a mapping of name → {_target_: …}.")
+    for _, conf in cfg.items():
+        if isinstance(conf, DictConfig) and "_target_" in conf:
+            objs.append(hydra.utils.instantiate(conf))
+    return objs
+
+
+def _fill_num_features(cfg: DictConfig, datamodule: Any) -> None:
+    """Take D from the data when the model leaves it null; reject a mismatching override."""
+    if "num_features" not in cfg.model or not hasattr(datamodule, "num_features"):
+        return
+    actual = datamodule.num_features
+    wanted = cfg.model.num_features
+    if wanted is None:
+        with open_dict(cfg):
+            cfg.model.num_features = actual
+    elif int(wanted) != actual:
+        raise ValueError(
+            f"model.num_features={wanted} but the data has {actual} features; drop the "
+            "override (it defaults to the data's feature count) or load the right data."
+        )
+
+
+def metric_value(metrics: dict[str, float], name: str | None) -> float | None:
+    """The value Hydra sweepers optimise (``optimized_metric``)."""
+    if not name:
+        return None
+    if name not in metrics:
+        raise KeyError(
+            f"optimized_metric={name!r} was not logged; available: {sorted(metrics)}."
+        )
+    return metrics[name]
+
+
+def _to_float(value: Any) -> float:
+    return float(value.item()) if isinstance(value, torch.Tensor) else float(value)
+
+
+def _report_mixture(model: Any, datamodule: Any, output_dir: str | None) -> None:
+    """Save the fitted mixture in the data's original units (``mixture.pt``)."""
+    if not hasattr(model, "mixture_parameters"):
+        return
+    params = model.mixture_parameters()
+    if hasattr(datamodule, "to_original_units"):
+        params["means"], params["covariances"] = datamodule.to_original_units(
+            params["means"], params["covariances"]
+        )
+    params = {k: v.cpu() for k, v in params.items()}
+    if output_dir:
+        path = Path(output_dir) / "mixture.pt"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(params, path)
+        log.info("fitted mixture (original units) saved to %s", path)
+    if params["means"].numel() <= 64:
+        with torch.no_grad():
+            for k, (w, mu) in enumerate(zip(params["weights"], params["means"], strict=True)):
+                log.info("component %d: weight %.4f, mean %s", k, float(w),
+                         [round(float(v), 4) for v in mu])
+
+
+def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
+    """Fit (and test) the configured model.
+
+    Returns:
+        metrics (``train/…``, ``val/…``, ``test/…`` as floats) and the objects built
+        (``datamodule``, ``model``, ``trainer``).
+    """
+    if cfg.get("seed") is not None:
+        L.seed_everything(cfg.seed, workers=True)
+
+    log.info("data: %s", cfg.data._target_)
+    datamodule = hydra.utils.instantiate(cfg.data)
+    _fill_num_features(cfg, datamodule)
+
+    log.info("model: %s", cfg.model._target_)
+    model = hydra.utils.instantiate(cfg.model)
+    callbacks = instantiate_list(cfg.get("callbacks"))
+    loggers = instantiate_list(cfg.get("logger"))
+    trainer: L.Trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers)
+
+    hparams = OmegaConf.to_container(cfg, resolve=True)
+    for lg in trainer.loggers:
+        lg.log_hyperparams(hparams)
+
+    if cfg.get("train", True):
+        trainer.fit(model=model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    metrics = {k: _to_float(v) for k, v in trainer.callback_metrics.items()}
+
+    if cfg.get("test", False):
+        ckpt = getattr(trainer.checkpoint_callback, "best_model_path", "") or None
+        if ckpt is None:
+            log.warning("no best checkpoint: testing the current weights.")
+        trainer.test(model=model, datamodule=datamodule, ckpt_path=ckpt, weights_only=False)
+        metrics.update({k: _to_float(v) for k, v in trainer.callback_metrics.items()})
+
+    bad = [k for k, v in metrics.items() if not math.isfinite(v)]
+    if bad:
+        raise FloatingPointError(f"non-finite final metrics {bad}: the run diverged.")
+    if trainer.is_global_zero:
+        _report_mixture(model, datamodule, cfg.get("paths", {}).get("output_dir"))
+    return metrics, {"datamodule": datamodule, "model": model, "trainer": trainer}
