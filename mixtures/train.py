@@ -6,6 +6,7 @@ from its ``_target_``; nothing here knows about a particular model family.
 
 from __future__ import annotations
 
+import csv
 import logging
 import math
 from pathlib import Path
@@ -14,6 +15,7 @@ from typing import Any
 import hydra
 import lightning as L
 import torch
+from lightning.pytorch.loggers import CSVLogger
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 __all__ = ["train", "instantiate_list", "metric_value"]
@@ -87,6 +89,22 @@ def _report_mixture(model: Any, datamodule: Any, output_dir: str | None) -> None
                          [round(float(v), 4) for v in mu])
 
 
+def _carry_csv_header(trainer: L.Trainer) -> None:
+    """Make a CSVLogger that re-opens its file in a new process (``ddp_spawn`` test after fit)
+    keep the existing columns: Lightning's writer would otherwise rewrite the file with only the
+    new keys and fail."""
+    for lg in trainer.loggers:
+        if not isinstance(lg, CSVLogger):
+            continue
+        path = Path(lg.log_dir) / "metrics.csv"
+        if path.is_file():
+            with path.open(newline="") as fh:
+                header = next(csv.reader(fh), [])
+            keys = lg.experiment.metrics_keys
+            keys.extend(k for k in header if k not in keys)
+            keys.sort()
+
+
 def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     """Fit (and test) the configured model.
 
@@ -94,6 +112,8 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
         metrics (``train/…``, ``val/…``, ``test/…`` as floats) and the objects built
         (``datamodule``, ``model``, ``trainer``).
     """
+    if cfg.get("test_ckpt") not in (None, "best"):
+        raise ValueError(f"test_ckpt={cfg.test_ckpt!r}: use null (final weights) or best.")
     if cfg.get("seed") is not None:
         L.seed_everything(cfg.seed, workers=True)
 
@@ -107,7 +127,8 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     loggers = instantiate_list(cfg.get("logger"))
     trainer: L.Trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers)
 
-    hparams = OmegaConf.to_container(cfg, resolve=True)
+    keys = [k for k in cfg if k != "hydra"]
+    hparams = OmegaConf.to_container(OmegaConf.masked_copy(cfg, keys), resolve=True)
     for lg in trainer.loggers:
         lg.log_hyperparams(hparams)
 
@@ -116,9 +137,12 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     metrics = {k: _to_float(v) for k, v in trainer.callback_metrics.items()}
 
     if cfg.get("test", False):
-        ckpt = getattr(trainer.checkpoint_callback, "best_model_path", "") or None
-        if ckpt is None:
-            log.warning("no best checkpoint: testing the current weights.")
+        ckpt = None  # the final weights
+        if cfg.get("test_ckpt") == "best":
+            ckpt = getattr(trainer.checkpoint_callback, "best_model_path", "") or None
+            if ckpt is None:
+                log.warning("no best checkpoint: testing the final weights.")
+        _carry_csv_header(trainer)
         trainer.test(model=model, datamodule=datamodule, ckpt_path=ckpt, weights_only=False)
         metrics.update({k: _to_float(v) for k, v in trainer.callback_metrics.items()})
 

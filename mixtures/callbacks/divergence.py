@@ -25,30 +25,33 @@ class DivergenceGuard(L.Callback):
     )
 
     @staticmethod
-    def _first_bad(named: Any) -> str | None:
-        for name, tensor in named:
-            if tensor is not None and not bool(torch.isfinite(tensor).all()):
-                return name
-        return None
+    def _bad(named: Any) -> list[str]:
+        return [n for n, t in named if t is not None and not bool(torch.isfinite(t).all())]
+
+    def _check_values(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        bad = self._bad(pl_module.named_parameters())
+        if bad:
+            raise FloatingPointError(
+                f"parameter(s) {', '.join(repr(b) for b in bad)} became non-finite at step "
+                f"{trainer.global_step}. Try to {self.HINT}"
+            )
 
     def on_before_optimizer_step(self, trainer: L.Trainer, pl_module: L.LightningModule,
                                  optimizer: Any) -> None:
-        bad = self._first_bad((n, p.grad) for n, p in pl_module.named_parameters())
-        if bad is not None:
+        # A bad value is the root cause; bad gradients usually follow from it.
+        self._check_values(trainer, pl_module)
+        bad = self._bad((n, p.grad) for n, p in pl_module.named_parameters())
+        if bad:
             raise FloatingPointError(
-                f"the gradient of parameter '{bad}' became non-finite at step "
-                f"{trainer.global_step}; training stopped before the update. Try to {self.HINT}"
+                f"the gradient of parameter(s) {', '.join(repr(b) for b in bad)} became "
+                f"non-finite at step {trainer.global_step}; training stopped before the update. "
+                f"Try to {self.HINT}"
             )
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule,
                            outputs: Any, batch: Any, batch_idx: int) -> None:
         loss = outputs["loss"] if isinstance(outputs, dict) else outputs
-        bad = self._first_bad(pl_module.named_parameters())
-        if bad is not None:
-            raise FloatingPointError(
-                f"parameter '{bad}' became non-finite at step {trainer.global_step}. "
-                f"Try to {self.HINT}"
-            )
+        self._check_values(trainer, pl_module)
         if loss is not None and not bool(torch.isfinite(loss).all()):
             raise FloatingPointError(
                 f"the training loss became non-finite ({float(loss)}) at step "

@@ -77,7 +77,8 @@ class TensorBatches:
             order = torch.arange(n)
         if self.pad:
             total = math.ceil(n / self.world_size) * self.world_size
-            order = torch.cat([order, order[: total - n]]) if total > n else order
+            if total > n:  # wrap around, repeatedly when N < world_size / 2
+                order = order.repeat(math.ceil(total / n))[:total]
         return order[self.rank :: self.world_size].to(self.x.device)
 
     def __iter__(self) -> Iterator[tuple[Tensor, ...]]:
@@ -160,7 +161,9 @@ class InMemoryDataModule(L.LightningDataModule):
         if not x.is_floating_point():
             x = x.to(torch.get_default_dtype())
         if x.dim() != 2:
-            raise ValueError(f"data must be a 2-D array [N, D] of points, got shape {list(x.shape)}.")
+            raise ValueError(
+                f"data must be a 2-D array [N, D] of points, got shape {list(x.shape)}."
+            )
         _check_finite(x, self._describe())
         if y is not None:
             y = torch.as_tensor(y)

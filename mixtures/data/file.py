@@ -123,7 +123,9 @@ class FileDataModule(InMemoryDataModule):
         if x.dim() == 1:
             x = x[:, None]
         if x.dim() != 2:
-            raise ValueError(f"{self.path}: expected a 2-D table [N, D], got shape {list(x.shape)}.")
+            raise ValueError(
+                f"{self.path}: expected a 2-D table [N, D], got shape {list(x.shape)}."
+            )
         if self.label_column is not None:
             if y is not None:
                 raise ValueError(

@@ -10,9 +10,12 @@ size 1 (``[..., 1, P]``) that broadcasts against ``K``.
 Letters: N points, B batch, K components, D features.
 
 The canonical factor is the lower Cholesky factor ``L`` of the covariance (``Σ = L Lᵀ``).
-Densities use ``L`` through triangular solves and the log-determinant ``2 Σ log diag L``; no
-explicit inverse is ever formed. Scales are kept above a floor ``min_scale`` (a standard
-deviation, in data units) so that a component can never collapse to a singular covariance.
+Densities use ``L`` through triangular solves and the log-determinant ``2 Σ log diag L``; the
+covariance is never inverted. To whiten many points at once, a full type solves ``L X = I`` once
+per component (the Cholesky factor of the precision, as scikit-learn's ``precisions_cholesky_``)
+and applies it as one matrix product: a triangular solve of D×D, not a general inverse.
+Scales are kept above a floor ``min_scale`` (a standard deviation, in data units) so that a
+component can never collapse to a singular covariance.
 """
 
 from __future__ import annotations
@@ -298,13 +301,16 @@ class FullCovariance(CovarianceType):
             # Same batch shape: one solve per (batch, component).
             tril = tril.expand(*diff.shape[:-1], *tril.shape[-2:])
             return torch.linalg.solve_triangular(tril, diff.unsqueeze(-1), upper=False)[..., 0]
-        # Extra leading dims (points): move them into the right-hand-side columns so each
-        # component does one large triangular solve (a level-3 BLAS call) instead of N tiny ones.
+        # Extra leading dims (points): invert each D×D factor by a triangular solve (the
+        # Cholesky factor of the precision, as scikit-learn keeps it) and whiten all points with
+        # one batched matrix product per component, instead of N small solves.
         lead = diff.shape[:extra]
         body = diff.shape[extra:]  # [*R, K, D]
         tril = tril.expand(*body, body[-1])
+        eye = torch.eye(body[-1], dtype=tril.dtype, device=tril.device)
+        prec_chol = torch.linalg.solve_triangular(tril, eye, upper=False)  # L⁻¹ [*R, K, D, D]
         cols = diff.reshape(-1, *body).movedim(0, -1)  # [*R, K, D, M]
-        z = torch.linalg.solve_triangular(tril, cols, upper=False)
+        z = prec_chol @ cols
         return z.movedim(-1, 0).reshape(*lead, *body)
 
     def colour(self, raw: Tensor, eps: Tensor) -> Tensor:

@@ -192,9 +192,10 @@ class GMMSGD(L.LightningModule):
             scores.reset()
         ll.reset()
         metrics = {k: v.float() for k, v in metrics.items()}
-        self.log_dict(metrics, prog_bar=prefix == "val")
+        # already reduced over ranks by the metrics; sync_dist only averages equal values
+        self.log_dict(metrics, prog_bar=prefix == "val", sync_dist=True)
         if prefix == "val":
-            self.log("train/reseeded", self.num_reseeded.float())
+            self.log("train/reseeded", self.num_reseeded.float(), sync_dist=True)
 
     def validation_step(self, batch: tuple[Tensor, ...], batch_idx: int) -> None:
         self._eval_step(batch, self.val_ll, self.val_scores)

@@ -207,6 +207,7 @@ class GaussianMixtureModel(nn.Module):
         self._load(centres, cov, weights)
         self.initialized.fill_(True)
 
+    @torch.no_grad()
     def _load(self, means: Tensor, cov: Tensor, weights: Tensor) -> None:
         dev, dt = self.means.device, self.means.dtype
         self.means.copy_(means.to(dev, dt))
@@ -227,9 +228,10 @@ class GaussianMixtureModel(nn.Module):
     def reseed(self, x: Tensor, mask: Tensor, generator: torch.Generator | None = None) -> None:
         """Move the components in ``mask`` ``[K]`` onto data the healthy ones explain badly.
 
-        New means are drawn k-means++-style (probability ∝ squared distance to the nearest
-        healthy mean); new covariances are the weight-averaged covariance of the healthy
-        components (or the data covariance when none is healthy); each new weight is 1/K.
+        New means are drawn one after the other k-means++-style (probability ∝ squared distance
+        to the nearest healthy or already re-seeded mean); new covariances are the
+        weight-averaged covariance of the healthy components (or the data covariance when none
+        is healthy); each new weight is 1/K.
         """
         bad = mask.nonzero().flatten()
         if bad.numel() == 0:
@@ -244,10 +246,12 @@ class GaussianMixtureModel(nn.Module):
         else:
             d2 = torch.ones(x.shape[0], dtype=x.dtype, device=x.device)
             mean_cov = torch.cov(x.T).reshape(self.num_features, self.num_features)
-        probs = d2 / d2.sum() if d2.sum() > 0 else torch.ones_like(d2) / d2.numel()
         gen_dev = generator.device if generator is not None else x.device
-        pick = torch.multinomial(probs.to(gen_dev), bad.numel(), generator=generator)
-        self.means[bad] = x[pick.to(x.device)]
+        for k in bad.tolist():  # a few collapsed components, not a hot loop
+            probs = d2 / d2.sum() if d2.sum() > 0 else torch.ones_like(d2) / d2.numel()
+            pick = torch.multinomial(probs.to(gen_dev), 1, generator=generator).to(x.device)
+            self.means[k] = x[pick[0]]
+            d2 = torch.minimum(d2, (x - x[pick[0]]).square().sum(-1))
         if not self.cov.shared and self.cov.learnable:
             new_raw = self.cov.from_covariance(mean_cov.expand(bad.numel(), *mean_cov.shape))
             self.raw_covariance[bad] = new_raw.to(self.raw_covariance.dtype)

@@ -92,7 +92,7 @@ def kmeans(
         centres ``[K, D]`` and labels ``[N]``.
     """
     centres = kmeans_plusplus(x, num_clusters, generator)
-    scale = x.var(0).sum().sqrt().clamp_min(1e-12)
+    scale = x.var(0, correction=0).sum().sqrt().clamp_min(1e-12)  # finite for N = 1
     labels, _ = assign(x, centres)
     for _ in range(num_iters):
         counts = torch.bincount(labels, minlength=num_clusters).to(x.dtype)  # [K]
@@ -100,7 +100,7 @@ def kmeans(
         new = sums / counts.clamp_min(1.0)[:, None]
         empty = counts == 0
         if bool(empty.any()):
-            _, dists = assign(x, new)
+            _, dists = assign(x, new[~empty])  # not to the empty clusters' zero placeholders
             far = dists.topk(int(empty.sum())).indices
             new[empty] = x[far]
         shift = (new - centres).norm(dim=-1).max()
