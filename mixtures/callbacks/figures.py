@@ -46,15 +46,17 @@ def mixture_figure(x: Tensor, labels: Tensor, params: dict[str, Tensor], title: 
         xp = torch.cat([xp, torch.zeros_like(xp)], 1)
         mp = torch.cat([mp, torch.zeros_like(mp)], 1)
         cp = torch.diag_embed(torch.cat([cp[:, 0], torch.full_like(cp[:, 0], 1e-6)], -1))
-    ax.scatter(xp[:, 0], xp[:, 1], c=labels.cpu().numpy(), s=4, cmap="tab20", alpha=0.5)
+    k = means.shape[0]
+    ax.scatter(xp[:, 0], xp[:, 1], c=labels.cpu().numpy(), s=4, alpha=0.6,
+               cmap="tab10" if k <= 10 else "tab20", vmin=0, vmax=(9 if k <= 10 else 19))
     vals, vecs = torch.linalg.eigh(cp)
-    for k in range(means.shape[0]):  # drawing, not a hot path
-        angle = math.degrees(math.atan2(vecs[k, 1, 1], vecs[k, 0, 1]))
+    for j in range(k):  # drawing, not a hot path
+        angle = math.degrees(math.atan2(vecs[j, 1, 1], vecs[j, 0, 1]))
         for n_std in (1.0, 2.0):
-            width, height = (2 * n_std * vals[k].clamp_min(0).sqrt()).flip(0).tolist()
-            ax.add_patch(Ellipse(mp[k].tolist(), width, height, angle=angle, fill=False,
-                                 lw=0.5 + 4 * float(weights[k]), color="black"))
-        ax.plot(*mp[k].tolist(), "k+", ms=8)
+            width, height = (2 * n_std * vals[j].clamp_min(0).sqrt()).flip(0).tolist()
+            ax.add_patch(Ellipse(mp[j].tolist(), width, height, angle=angle, fill=False,
+                                 lw=0.5 + 4 * float(weights[j]), color="black"))
+        ax.plot(*mp[j].tolist(), "k+", ms=8)
     ax.set_title(title)
     ax.set_xlabel("x₁" if x.shape[1] <= 2 else "PC 1")
     ax.set_ylabel("x₂" if x.shape[1] <= 2 else "PC 2")
