@@ -140,3 +140,16 @@ def test_instantiated_model_uses_config_sizes(cfg_factory) -> None:
     cfg = cfg_factory(["model.num_components=7", "data.num_features=3"])
     module = instantiate(cfg.model)
     assert module.model.means.shape == (7, 3)
+
+
+PRESETS = [f"{group}={p.stem}" for group in ("experiment", "debug", "hparams_search")
+           for p in sorted((CONF / group).glob("*.yaml"))]
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_every_preset_composes_and_runs(cfg_factory, preset):
+    """Experiments, debug and sweep presets stay valid (one batch each, small data)."""
+    cfg = cfg_factory([preset, "trainer.fast_dev_run=true", "data.num_samples=1000",
+                       "logger=csv"])
+    metrics, _ = train(cfg)
+    assert np.isfinite(metrics["test/nll"])

@@ -69,8 +69,9 @@ def main() -> None:
     for setting, data_over in SETTINGS.items():
         for cov in ["full", "diag", "scalar", "shared_scalar", "unit"]:
             with tempfile.TemporaryDirectory() as tmp:
+                data_cov = "diag" if "D=16" in setting else "full"
                 cfg = _cfg(Path(tmp), [*data_over, f"covariance={cov}",
-                                       f"data.covariance_type={'diag' if 'D=16' in setting else 'full'}",
+                                       f"data.covariance_type={data_cov}",
                                        f"trainer.max_epochs={epochs[setting]}"])
                 start = time.perf_counter()
                 cfg.trainer.enable_model_summary = False
