@@ -7,6 +7,7 @@ from its ``_target_``; nothing here knows about a particular model family.
 from __future__ import annotations
 
 import csv
+import json
 import logging
 import math
 from pathlib import Path
@@ -149,6 +150,10 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     bad = [k for k, v in metrics.items() if not math.isfinite(v)]
     if bad:
         raise FloatingPointError(f"non-finite final metrics {bad}: the run diverged.")
+    output_dir = cfg.get("paths", {}).get("output_dir")
     if trainer.is_global_zero:
-        _report_mixture(model, datamodule, cfg.get("paths", {}).get("output_dir"))
+        _report_mixture(model, datamodule, output_dir)
+        if output_dir:  # one line per run, easy to compare across a sweep
+            path = Path(output_dir) / "metrics.json"
+            path.write_text(json.dumps(dict(sorted(metrics.items())), indent=1) + "\n")
     return metrics, {"datamodule": datamodule, "model": model, "trainer": trainer}

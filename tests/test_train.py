@@ -153,3 +153,32 @@ def test_every_preset_composes_and_runs(cfg_factory, preset):
                        "logger=csv"])
     metrics, _ = train(cfg)
     assert np.isfinite(metrics["test/nll"])
+
+
+@pytest.mark.parametrize("optimizer", sorted(p.stem for p in (CONF / "optimizer").glob("*.yaml")))
+def test_every_optimizer_trains(cfg_factory, optimizer):
+    """Any torch optimizer from the group fits the default problem (LBFGS needs one group)."""
+    cfg = cfg_factory([f"optimizer={optimizer}", "trainer.max_epochs=15", "logger=csv",
+                       "callbacks=none", "data.num_samples=2000"])
+    metrics, _ = train(cfg)
+    assert metrics["test/ari"] > 0.95 and metrics["test/nll"] < 4.3
+
+
+def test_separate_learning_rates_make_two_groups(cfg_factory):
+    cfg = cfg_factory(["model.mixture_lr=0.01", "model.component_lr=0.1", "logger=csv",
+                       "trainer.max_epochs=1", "callbacks=none"])
+    _, objects = train(cfg)
+    groups = objects["trainer"].optimizers[0].param_groups
+    assert [g["name"] for g in groups] == ["mixture", "components"]
+    assert [g["lr"] for g in groups] == [0.01, 0.1]
+    cfg = cfg_factory(["optimizer=lbfgs", "model.mixture_lr=0.01", "logger=csv"], sub="lbfgs")
+    with pytest.raises(ValueError, match="takes a single learning rate"):
+        train(cfg)
+
+
+def test_float64_by_config(cfg_factory):
+    cfg = cfg_factory(["trainer.precision=64", "trainer.max_epochs=3", "logger=csv",
+                       "callbacks=none"])
+    metrics, objects = train(cfg)
+    assert objects["model"].model.means.dtype == torch.float64
+    assert metrics["test/nll"] < 4.3

@@ -119,15 +119,25 @@ class GMMSGD(L.LightningModule):
         self.model.initialize(x, self.hparams.init, gen, self.hparams.kmeans_iters)
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
+        mixture_lr, component_lr = self.hparams.mixture_lr, self.hparams.component_lr
+        if mixture_lr is None and component_lr is None:
+            # One group: works with every optimizer, LBFGS included.
+            return self.optimizer_factory(self.model.parameters())
         groups: list[dict[str, Any]] = [
             {"params": self.model.mixture_weight_parameters(), "name": "mixture"},
             {"params": self.model.component_parameters(), "name": "components"},
         ]
-        if self.hparams.mixture_lr is not None:
-            groups[0]["lr"] = self.hparams.mixture_lr
-        if self.hparams.component_lr is not None:
-            groups[1]["lr"] = self.hparams.component_lr
-        return self.optimizer_factory(groups)
+        if mixture_lr is not None:
+            groups[0]["lr"] = mixture_lr
+        if component_lr is not None:
+            groups[1]["lr"] = component_lr
+        try:
+            return self.optimizer_factory(groups)
+        except ValueError as err:
+            raise ValueError(
+                f"{err}: this optimizer takes a single learning rate; drop model.mixture_lr "
+                "and model.component_lr (or choose optimizer=adam / sgd)."
+            ) from err
 
     # -- steps --------------------------------------------------------------------------------
     def forward(self, x: Tensor) -> Tensor:
