@@ -34,7 +34,11 @@ __all__ = [
     "SharedScalarCovariance",
     "DiagCovariance",
     "FullCovariance",
+    "SharedFullCovariance",
 ]
+
+
+_LOG_2PI = math.log(2.0 * math.pi)
 
 
 def _softplus_inverse(y: Tensor) -> Tensor:
@@ -141,6 +145,41 @@ class CovarianceType(ABC):
         """Smallest diagonal entry of ``L`` per component, ``[..., K]`` (collapse detection)."""
         return self.scale_tril(raw, num_features).diagonal(dim1=-2, dim2=-1).amin(-1)
 
+    # -- exponential-family view (closed-form EM) ------------------------------------------
+    # log N(x | μ_k, Σ_k) = F(x)·A_k + x·b_k + c_k with moment features F (‖x‖², x², or the
+    # packed products x_i x_j): one matrix product scores every point against every component,
+    # and the sums Σ r F, Σ r x, Σ r are the sufficient statistics of the M-step.
+    @abstractmethod
+    def feature_size(self, num_features: int) -> int:
+        """Q, the number of moment features for D = ``num_features``."""
+
+    @abstractmethod
+    def moment_features(self, x: Tensor, out: Tensor | None = None) -> Tensor:
+        """Second-moment features ``F(x)``: ``[..., D]`` → ``[..., Q]``.
+
+        ``out``: optional buffer ``[≥N, Q]`` for 2-D ``x`` ``[N, D]``; its first N rows are
+        filled and returned (lets a chunked loop reuse one allocation).
+        """
+
+    @abstractmethod
+    def coefficients(self, raw: Tensor, means: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """``(A [..., K, Q], b [..., K, D], c [..., K])`` of the log-density above."""
+
+    @abstractmethod
+    def estimate(self, counts: Tensor, sum_x: Tensor, sum_f: Tensor,
+                 reg: float = 0.0) -> tuple[Tensor, Tensor]:
+        """Maximum-likelihood means and raw covariance from responsibility-weighted sums.
+
+        Args:
+            counts: ``Σ_n r_nk`` ``[..., K]`` (strictly positive).
+            sum_x: ``Σ_n r_nk x_n`` ``[..., K, D]``.
+            sum_f: ``Σ_n r_nk F(x_n)`` ``[..., K, Q]``.
+            reg: added to the variances (scikit-learn's ``reg_covar``).
+
+        Returns:
+            means ``[..., K, D]`` and raw covariance ``[..., K, P]`` (``[..., 1, P]`` shared).
+        """
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}(min_scale={self.min_scale})"
 
@@ -180,6 +219,42 @@ class _ElementwiseScale(CovarianceType):
     def min_scale_of(self, raw: Tensor, num_features: int) -> Tensor:
         return self.scale(raw).amin(-1)
 
+    #: one scale per feature (diag) rather than one per component (scalar, unit)
+    per_feature: bool = False
+
+    def feature_size(self, num_features: int) -> int:
+        return num_features if self.per_feature else 1
+
+    def moment_features(self, x: Tensor, out: Tensor | None = None) -> Tensor:
+        sq = x.square()
+        return sq if self.per_feature else sq.sum(-1, keepdim=True)
+
+    def coefficients(self, raw: Tensor, means: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        d = means.shape[-1]
+        inv_var = self.scale(raw).square().reciprocal()  # [..., K, 1 or D]
+        lin = means * inv_var
+        const = -0.5 * ((means * lin).sum(-1) + self.log_det(raw, d) + d * _LOG_2PI)
+        quad = (-0.5 * inv_var).expand(*means.shape[:-1], inv_var.shape[-1])
+        return quad, lin, const.expand(means.shape[:-1])
+
+    def _variances(self, counts: Tensor, sum_x: Tensor, sum_f: Tensor) -> Tensor:
+        """Unregularised variances ``[..., K, 1 or D]`` (pooled over K for shared types)."""
+        means = sum_x / counts[..., None]
+        if self.per_feature:
+            var = sum_f / counts[..., None] - means.square()
+        else:
+            var = (sum_f / counts[..., None] - means.square().sum(-1, keepdim=True))
+            var = var / means.shape[-1]
+        if self.shared:
+            var = (counts[..., None] * var).sum(-2, keepdim=True) / counts.sum(-1)[..., None, None]
+        return var
+
+    def estimate(self, counts: Tensor, sum_x: Tensor, sum_f: Tensor,
+                 reg: float = 0.0) -> tuple[Tensor, Tensor]:
+        means = sum_x / counts[..., None]
+        var = self._variances(counts, sum_x, sum_f) + reg
+        return means, self._unconstrain(var.clamp_min(0).sqrt())
+
 
 class UnitCovariance(_ElementwiseScale):
     """Fixed isotropic covariance ``σ² I`` with σ = ``scale`` (default 1); nothing is learned.
@@ -207,6 +282,10 @@ class UnitCovariance(_ElementwiseScale):
 
     def from_covariance(self, cov: Tensor, weights: Tensor | None = None) -> Tensor:
         return cov.new_zeros(cov.shape[:-2] + (0,))
+
+    def estimate(self, counts: Tensor, sum_x: Tensor, sum_f: Tensor,
+                 reg: float = 0.0) -> tuple[Tensor, Tensor]:
+        return sum_x / counts[..., None], sum_x.new_zeros(sum_x.shape[:-1] + (0,))
 
     def __repr__(self) -> str:
         return f"UnitCovariance(scale={self.fixed_scale})"
@@ -248,6 +327,8 @@ class SharedScalarCovariance(ScalarCovariance):
 
 class DiagCovariance(_ElementwiseScale):
     """Axis-aligned ``diag(σ_k²)`` with D learned scales per component."""
+
+    per_feature = True
 
     def raw_size(self, num_features: int) -> int:
         return num_features
@@ -335,3 +416,79 @@ class FullCovariance(CovarianceType):
         diag_pos = diag_pos * (diag_pos + 3) // 2
         raw[..., diag_pos] = self._unconstrain(raw[..., diag_pos])
         return raw
+
+    # -- exponential-family view --------------------------------------------------------------
+    # The features are the full outer products (Q = D²): forming them is one broadcast multiply
+    # and the matrix products run on contiguous memory; a packed triangle (Q = D(D+1)/2) halves
+    # the flops but needs a gather that costs more than it saves on CPUs.
+    def feature_size(self, num_features: int) -> int:
+        return num_features * num_features
+
+    def moment_features(self, x: Tensor, out: Tensor | None = None) -> Tensor:
+        """Outer products ``x xᵀ`` flattened: ``[..., D]`` → ``[..., D²]``."""
+        if out is None or x.dim() != 2 or out.shape[0] < x.shape[0]:
+            return (x.unsqueeze(-1) * x.unsqueeze(-2)).flatten(-2)
+        n, d = x.shape
+        view = out[:n]
+        torch.mul(x.unsqueeze(-1), x.unsqueeze(-2), out=view.view(n, d, d))
+        return view
+
+    def precision(self, raw: Tensor, num_features: int) -> Tensor:
+        """``Λ = Σ⁻¹ = L⁻ᵀ L⁻¹`` from the triangular inverse of the Cholesky factor:
+        ``[..., K, P]`` → ``[..., K, D, D]``."""
+        tril = self.scale_tril(raw, num_features)
+        eye = torch.eye(num_features, dtype=tril.dtype, device=tril.device)
+        prec_chol = torch.linalg.solve_triangular(tril, eye, upper=False)  # L⁻¹
+        return prec_chol.transpose(-1, -2) @ prec_chol
+
+    def coefficients(self, raw: Tensor, means: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        d = means.shape[-1]
+        prec = self.precision(raw, d)  # [..., K or 1, D, D]
+        quad = -0.5 * prec.flatten(-2)  # [..., K or 1, D²]
+        lin = (prec @ means.unsqueeze(-1))[..., 0]  # Λ μ  [..., K, D]
+        const = -0.5 * ((means * lin).sum(-1) + self.log_det(raw, d) + d * _LOG_2PI)
+        return quad.expand(*means.shape[:-1], quad.shape[-1]), lin, const
+
+    def _moment_covariance(self, counts: Tensor, sum_x: Tensor, sum_f: Tensor) -> Tensor:
+        """Unregularised covariances ``[..., K, D, D]`` from the sums (expanded form; callers
+        centre the data so that it is well conditioned)."""
+        means = sum_x / counts[..., None]
+        d = means.shape[-1]
+        second = sum_f.reshape(*sum_f.shape[:-1], d, d)
+        second = 0.5 * (second + second.transpose(-1, -2))
+        return second / counts[..., None, None] - means.unsqueeze(-1) * means.unsqueeze(-2)
+
+    def estimate(self, counts: Tensor, sum_x: Tensor, sum_f: Tensor,
+                 reg: float = 0.0) -> tuple[Tensor, Tensor]:
+        means = sum_x / counts[..., None]
+        cov = self._moment_covariance(counts, sum_x, sum_f)
+        eye = torch.eye(cov.shape[-1], dtype=cov.dtype, device=cov.device)
+        return means, self.from_covariance(cov + reg * eye, counts)
+
+
+class SharedFullCovariance(FullCovariance):
+    """One full covariance shared by all components (scikit-learn's "tied"), raw ``[..., 1, P]``.
+    """
+
+    shared = True
+
+    def num_parameters(self, num_components: int, num_features: int) -> int:
+        return self.raw_size(num_features)
+
+    def from_covariance(self, cov: Tensor, weights: Tensor | None = None) -> Tensor:
+        if cov.shape[-3] > 1:
+            if weights is None:
+                cov = cov.mean(-3, keepdim=True)
+            else:
+                w = weights[..., None, None]
+                cov = (w * cov).sum(-3, keepdim=True) / w.sum(-3, keepdim=True)
+        return super().from_covariance(cov)
+
+    def estimate(self, counts: Tensor, sum_x: Tensor, sum_f: Tensor,
+                 reg: float = 0.0) -> tuple[Tensor, Tensor]:
+        means = sum_x / counts[..., None]
+        cov = self._moment_covariance(counts, sum_x, sum_f)
+        w = counts[..., None, None]
+        pooled = (w * cov).sum(-3, keepdim=True) / w.sum(-3, keepdim=True)
+        eye = torch.eye(cov.shape[-1], dtype=cov.dtype, device=cov.device)
+        return means, super().from_covariance(pooled + reg * eye)

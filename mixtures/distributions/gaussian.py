@@ -18,6 +18,7 @@ from mixtures.distributions.covariance import CovarianceType
 
 __all__ = [
     "component_log_prob",
+    "expfam_log_prob",
     "mixture_log_prob",
     "weighted_log_prob",
     "responsibilities",
@@ -48,6 +49,28 @@ def component_log_prob(x: Tensor, means: Tensor, raw: Tensor, cov: CovarianceTyp
     diff = x.unsqueeze(-2) - means  # [*E, *R, K, D]
     maha = cov.mahalanobis(raw, diff)  # [*E, *R, K]
     return -0.5 * (d * _LOG_2PI + cov.log_det(raw, d) + maha)
+
+
+def expfam_log_prob(
+    features: Tensor, x: Tensor, quad: Tensor, lin: Tensor, const: Tensor
+) -> Tensor:
+    """``log N(x_n | μ_k, Σ_k) = F(x_n)·A_k + x_n·b_k + c_k`` for all points and components by
+    two matrix products (the fast E-step; see ``CovarianceType.coefficients``).
+
+    Args:
+        features: ``F(x)`` ``[N, Q]``.
+        x: ``[N, D]``.
+        quad: ``A`` ``[*R, K, Q]``; lin: ``b`` ``[*R, K, D]``; const: ``c`` ``[*R, K]``
+            (``R``: e.g. a batch of restarts, flattened into the matrix product).
+
+    Returns:
+        ``[N, *R, K]``.
+    """
+    batch = const.shape
+    q, d = quad.shape[-1], lin.shape[-1]
+    out = torch.addmm(const.reshape(1, -1), features, quad.reshape(-1, q).T)
+    out = out.addmm_(x, lin.reshape(-1, d).T)
+    return out.reshape(x.shape[0], *batch)
 
 
 def weighted_log_prob(

@@ -1,6 +1,14 @@
 """Plain ``torch.nn.Module`` mixture models, usable without Lightning."""
 
+from mixtures.models.em import EMStatistics, GaussianMixtureEM
 from mixtures.models.gmm import INIT_METHODS, GaussianMixtureModel
 from mixtures.models.kmeans import kmeans, kmeans_plusplus
 
-__all__ = ["GaussianMixtureModel", "INIT_METHODS", "kmeans", "kmeans_plusplus"]
+__all__ = [
+    "EMStatistics",
+    "GaussianMixtureEM",
+    "GaussianMixtureModel",
+    "INIT_METHODS",
+    "kmeans",
+    "kmeans_plusplus",
+]

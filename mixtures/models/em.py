@@ -1,0 +1,271 @@
+"""Expectation–maximisation for Gaussian mixtures, as a plain ``nn.Module`` with buffers.
+
+R restarts (scikit-learn's ``n_init``) run side by side: every tensor has a leading restart
+dimension, and the E-step scores all points against all R·K components with one matrix product
+(:func:`mixtures.distributions.expfam_log_prob`). The E-step returns *sums* (responsibility
+counts, Σ r x, Σ r F(x), Σ log-likelihood) accumulated in float64, so statistics from
+mini-batches or DDP ranks add up to exactly the full-batch ones before the M-step.
+
+Data are centred by a fixed ``shift`` (the data mean at initialisation) before the moment
+features are formed; this keeps the expanded second moments well conditioned in float32.
+
+Letters: N points, R restarts, K components, D features, Q moment features.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from mixtures.distributions import CovarianceType, FullCovariance, expfam_log_prob
+
+__all__ = ["GaussianMixtureEM", "EMStatistics"]
+
+#: elements per chunk of the E-step's working set: small enough on a CPU to stay in cache
+#: between forming the moment features and multiplying them (measured best at 2²²-2²³ for
+#: D = K = 32); large on a GPU, where kernel launches cost more than memory traffic.
+CHUNK_ELEMENTS = {"cpu": 2**22, "cuda": 2**26}
+
+
+@dataclass
+class EMStatistics:
+    """Sufficient statistics of a set of points (float64 sums; add them to combine batches).
+
+    Attributes:
+        counts: ``Σ_n r_nk`` ``[R, K]``.
+        sum_x: ``Σ_n r_nk (x_n − shift)`` ``[R, K, D]``.
+        sum_f: ``Σ_n r_nk F(x_n − shift)`` ``[R, K, Q]``.
+        log_likelihood: ``Σ_n log p(x_n)`` ``[R]``.
+        num_points: N ``[]``.
+    """
+
+    counts: Tensor
+    sum_x: Tensor
+    sum_f: Tensor
+    log_likelihood: Tensor
+    num_points: Tensor
+
+    def __add__(self, other: EMStatistics) -> EMStatistics:
+        return EMStatistics(*(a + b for a, b in zip(self.as_tuple(), other.as_tuple(),
+                                                      strict=True)))
+
+    def as_tuple(self) -> tuple[Tensor, ...]:
+        return (self.counts, self.sum_x, self.sum_f, self.log_likelihood, self.num_points)
+
+
+class GaussianMixtureEM(nn.Module):
+    """Gaussian mixture whose parameters are updated by closed-form EM.
+
+    Args:
+        num_components: K ≥ 1.
+        num_features: D ≥ 1.
+        covariance: covariance type (default full).
+        num_restarts: R parallel restarts.
+        reg_covar: added to every variance in the M-step (scikit-learn's ``reg_covar``).
+        chunk_elements: bound on the E-step's working set, in tensor elements (default by
+            device, see ``CHUNK_ELEMENTS``).
+    """
+
+    def __init__(
+        self,
+        num_components: int,
+        num_features: int,
+        covariance: CovarianceType | None = None,
+        num_restarts: int = 1,
+        reg_covar: float = 1e-6,
+        chunk_elements: int | None = None,
+    ) -> None:
+        super().__init__()
+        for name, value in (("num_components", num_components), ("num_features", num_features),
+                            ("n_init / num_restarts", num_restarts)):
+            if not (isinstance(value, int) and value >= 1):
+                raise ValueError(f"{name} must be an integer ≥ 1, got {value!r}.")
+        if not reg_covar >= 0:
+            raise ValueError(f"reg_covar must be ≥ 0, got {reg_covar}; the default is 1e-6.")
+        self.num_components, self.num_features = num_components, num_features
+        self.num_restarts = num_restarts
+        self.cov = covariance if covariance is not None else FullCovariance()
+        self.reg_covar = float(reg_covar)
+        self.chunk_elements = chunk_elements
+        r, k, d = num_restarts, num_components, num_features
+        eye = torch.eye(d).expand(r, k, d, d)
+        self.register_buffer("log_weights", torch.full((r, k), -math.log(k)))
+        self.register_buffer("means", torch.zeros(r, k, d))
+        self.register_buffer("raw_covariance", self.cov.from_covariance(eye, torch.ones(r, k)))
+        self.register_buffer("shift", torch.zeros(d))
+        self.register_buffer("initialized", torch.tensor(False))
+
+    # -- parameters ---------------------------------------------------------------------------
+    @torch.no_grad()
+    def set_parameters(self, weights: Tensor, means: Tensor, covariances: Tensor,
+                       shift: Tensor | None = None) -> None:
+        """Load weights ``[R, K]``, means ``[R, K, D]`` and dense covariances ``[R, K, D, D]``
+        (leading R may be omitted: broadcast to every restart)."""
+        r, k, d = self.num_restarts, self.num_components, self.num_features
+        dev, dt = self.means.device, self.means.dtype
+        weights = weights.to(dev, dt).expand(r, k)
+        covariances = covariances.to(dev, dt).expand(r, k, d, d)
+        self.log_weights.copy_(weights.log() - weights.sum(-1, keepdim=True).log())
+        self.means.copy_(means.to(dev, dt).expand(r, k, d))
+        self.raw_covariance.copy_(self.cov.from_covariance(covariances, weights))
+        if shift is not None:
+            self.shift.copy_(shift.to(dev, dt))
+        self.initialized.fill_(True)
+
+    @property
+    def weights(self) -> Tensor:
+        """``[R, K]``"""
+        return self.log_weights.exp()
+
+    @property
+    def covariances(self) -> Tensor:
+        """Dense covariances ``[R, K, D, D]``."""
+        cov = self.cov.covariance(self.raw_covariance, self.num_features)
+        return cov.expand(self.num_restarts, self.num_components, *cov.shape[-2:])
+
+    def num_parameters(self) -> int:
+        """Free parameters of one restart, for BIC / AIC."""
+        k, d = self.num_components, self.num_features
+        return (k - 1) + k * d + self.cov.num_parameters(k, d)
+
+    def _coefficients(self) -> tuple[Tensor, Tensor, Tensor]:
+        quad, lin, const = self.cov.coefficients(self.raw_covariance, self.means - self.shift)
+        return quad, lin, const + self.log_weights
+
+    def _chunks(self, x: Tensor) -> list[Tensor]:
+        q = self.cov.feature_size(self.num_features)
+        width = q + self.num_features + 3 * self.num_restarts * self.num_components
+        budget = self.chunk_elements or CHUNK_ELEMENTS.get(x.device.type, 2**24)
+        rows = max(256, budget // width)
+        return list(x.split(rows))
+
+    def _check(self, x: Tensor) -> Tensor:
+        if x.dim() != 2 or x.shape[1] != self.num_features:
+            raise ValueError(
+                f"expected points of shape [N, {self.num_features}], got {list(x.shape)}."
+            )
+        return x.to(self.means.dtype)
+
+    # -- E-step -------------------------------------------------------------------------------
+    @torch.no_grad()
+    def weighted_log_prob(self, x: Tensor) -> Tensor:
+        """``log π_k + log N(x_n | μ_k, Σ_k)`` for every restart: ``[N, D]`` → ``[N, R, K]``."""
+        x = self._check(x)
+        coef = self._coefficients()
+        out = [expfam_log_prob(self.cov.moment_features(c - self.shift), c - self.shift, *coef)
+               for c in self._chunks(x)]
+        return torch.cat(out)
+
+    @torch.no_grad()
+    def log_prob(self, x: Tensor) -> Tensor:
+        """Mixture log-density ``[N, R]``."""
+        return torch.logsumexp(self.weighted_log_prob(x), -1)
+
+    @torch.no_grad()
+    def statistics(self, x: Tensor, resp: Tensor | None = None) -> EMStatistics:
+        """E-step on the points ``x`` ``[N, D]``: summed sufficient statistics.
+
+        With ``resp`` ``[N, R, K]`` given, those responsibilities are used instead of the
+        model's (an initialisation from hard or random assignments; log-likelihood left 0).
+        """
+        x = self._check(x)
+        r, k, d = self.num_restarts, self.num_components, self.num_features
+        q = self.cov.feature_size(d)
+        f64 = dict(dtype=torch.float64, device=x.device)
+        counts, sum_x = torch.zeros(r * k, **f64), torch.zeros(r * k, d, **f64)
+        sum_f, loglik = torch.zeros(r * k, q, **f64), torch.zeros(r, **f64)
+        coef = self._coefficients()
+        buffer = None
+        start = 0
+        for chunk in self._chunks(x):
+            n = chunk.shape[0]
+            xc = chunk - self.shift
+            feats = self.cov.moment_features(xc, out=buffer)  # [n, Q]
+            buffer = feats  # reused: avoids a fresh allocation (page faults) per chunk
+            if resp is None:
+                logp = expfam_log_prob(feats, xc, *coef)  # [n, R, K]
+                norm = torch.logsumexp(logp, -1)  # [n, R]
+                loglik += norm.sum(0)
+                r_chunk = (logp - norm.unsqueeze(-1)).exp_().reshape(n, r * k)  # [n, R·K]
+            else:
+                r_chunk = resp[start:start + n].to(xc.dtype).reshape(n, r * k)
+            start += n
+            counts += r_chunk.sum(0)
+            sum_x += r_chunk.T @ xc
+            sum_f += r_chunk.T @ feats
+        return EMStatistics(counts.reshape(r, k), sum_x.reshape(r, k, d),
+                            sum_f.reshape(r, k, q), loglik,
+                            torch.tensor(float(x.shape[0]), **f64))
+
+    @torch.no_grad()
+    def initialize_from_responsibilities(self, x: Tensor, resp: Tensor) -> None:
+        """Set the shift to the data mean and run one M-step from ``resp`` ``[N, R, K]``
+        (how scikit-learn initialises from k-means labels, seeds or random weights)."""
+        x = self._check(x)
+        self.shift.copy_(x.mean(0))
+        self.m_step(self.statistics(x, resp))
+        self.initialized.fill_(True)
+
+    # -- M-step -------------------------------------------------------------------------------
+    @torch.no_grad()
+    def m_step(self, stats: EMStatistics, active: Tensor | None = None) -> None:
+        """Closed-form update from statistics; restarts where ``active`` ``[R]`` is False keep
+        their parameters (they have converged)."""
+        dt = self.means.dtype
+        eps = 10 * torch.finfo(dt).eps  # as scikit-learn: no component has exactly zero mass
+        counts = stats.counts + eps
+        means_c, raw = self.cov.estimate(counts, stats.sum_x, stats.sum_f, self.reg_covar)
+        log_w = (counts / stats.num_points).log()
+        new = (log_w.to(dt), (means_c + self.shift.double()).to(dt), raw.to(dt))
+        for buf, value in zip((self.log_weights, self.means, self.raw_covariance), new,
+                              strict=True):
+            if active is None:
+                buf.copy_(value)
+            else:
+                mask = active.reshape(-1, *([1] * (buf.dim() - 1)))
+                buf.copy_(torch.where(mask, value, buf))
+
+    # -- full-batch driver ----------------------------------------------------------------------
+    @torch.no_grad()
+    def fit(self, x: Tensor, max_iter: int = 100, tol: float = 1e-3) -> dict[str, Tensor]:
+        """Iterate EM on ``x`` until every restart's mean log-likelihood changes by < ``tol``.
+
+        Follows scikit-learn's loop: the lower bound of an iteration is the mean log-likelihood
+        of the parameters *before* its M-step.
+
+        Returns:
+            ``converged`` ``[R]`` bool, ``n_iter`` ``[R]``, ``lower_bound`` ``[R]``, and
+            ``trace`` ``[T, R]`` (lower bound per iteration).
+        """
+        x = self._check(x)
+        r = self.num_restarts
+        dev = x.device
+        lower = torch.full((r,), -math.inf, dtype=torch.float64, device=dev)
+        converged = torch.zeros(r, dtype=torch.bool, device=dev)
+        n_iter = torch.zeros(r, dtype=torch.long, device=dev)
+        trace = []
+        for _ in range(max_iter):
+            active = ~converged
+            stats = self.statistics(x)
+            current = stats.log_likelihood / stats.num_points
+            self.m_step(stats, active)
+            change = current - lower
+            lower = torch.where(active, current, lower)
+            n_iter += active.long()
+            trace.append(lower.clone())
+            converged |= active & (change.abs() < tol)
+            if bool(converged.all()):
+                break
+        return {"converged": converged, "n_iter": n_iter, "lower_bound": lower,
+                "trace": torch.stack(trace) if trace else lower[None]}
+
+    @torch.no_grad()
+    def keep_restart(self, index: int) -> None:
+        """Keep only restart ``index`` (R becomes 1), e.g. the best after :meth:`fit`."""
+        for name in ("log_weights", "means", "raw_covariance"):
+            buf = getattr(self, name)
+            setattr(self, name, buf[index : index + 1].clone())
+        self.num_restarts = 1
