@@ -11,3 +11,7 @@ import warnings
 warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
 
 __version__ = "0.1.0"
+
+from mixtures.estimator import GaussianMixture  # noqa: E402  (after the filter above)
+
+__all__ = ["GaussianMixture", "__version__"]

@@ -124,6 +124,10 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
 
     log.info("model: %s", cfg.model._target_)
     model = hydra.utils.instantiate(cfg.model)
+    if str(cfg.trainer.get("precision")) in ("64", "64-true", "double"):
+        # Convert here, not only inside the trainer: initialisation then runs in float64, and
+        # under ddp_spawn the weights copied back to this process keep their precision.
+        model = model.double()
     callbacks = instantiate_list(cfg.get("callbacks"))
     loggers = instantiate_list(cfg.get("logger"))
     trainer: L.Trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers)

@@ -29,7 +29,7 @@ def _write_csv(path: Path, n: int = 300, seed: int = 0) -> Path:
 
 def test_covariance_group_is_complete() -> None:
     """Every covariance type of the shared math has a config."""
-    assert COVARIANCES == ["diag", "full", "scalar", "shared_scalar", "unit"]
+    assert COVARIANCES == ["diag", "full", "scalar", "shared_full", "shared_scalar", "unit"]
 
 
 @pytest.mark.parametrize("model", MODELS)

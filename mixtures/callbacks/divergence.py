@@ -50,7 +50,7 @@ class DivergenceGuard(L.Callback):
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule,
                            outputs: Any, batch: Any, batch_idx: int) -> None:
-        loss = outputs["loss"] if isinstance(outputs, dict) else outputs
+        loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
         self._check_values(trainer, pl_module)
         if loss is not None and not bool(torch.isfinite(loss).all()):
             raise FloatingPointError(

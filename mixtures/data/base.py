@@ -220,6 +220,10 @@ class InMemoryDataModule(L.LightningDataModule):
     def _epoch(self) -> int:
         return self.trainer.current_epoch if self.trainer is not None else 0
 
+    def _exact_statistics(self) -> bool:
+        module = self.trainer.lightning_module if self.trainer is not None else None
+        return bool(getattr(module, "exact_statistics", False))
+
     def _loader(self, name: str, train: bool) -> TensorBatches:
         x, y = self.split(name)
         rank, world = self._rank_world()
@@ -231,7 +235,9 @@ class InMemoryDataModule(L.LightningDataModule):
             epoch=self._epoch,
             rank=rank,
             world_size=world,
-            pad=train and world > 1,
+            # Gradient training needs equal batch counts per rank (padding, as DistributedSampler
+            # does); summed statistics (EM) need every point exactly once.
+            pad=train and world > 1 and not self._exact_statistics(),
         )
 
     def train_dataloader(self) -> TensorBatches:

@@ -1,5 +1,7 @@
 """LightningModules: one training regime per model family (steps, metrics, logging)."""
 
+from mixtures.lit.base import MixtureModule
+from mixtures.lit.gmm_em import GMMEM
 from mixtures.lit.gmm_sgd import GMMSGD
 
-__all__ = ["GMMSGD"]
+__all__ = ["GMMEM", "GMMSGD", "MixtureModule"]

@@ -12,13 +12,12 @@ import functools
 from collections.abc import Callable
 from typing import Any
 
-import lightning as L
 import torch
 from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor
 
 from mixtures.distributions import CovarianceType
-from mixtures.metrics import ClusteringScores, LogLikelihood, bic
+from mixtures.lit.base import MixtureModule
 from mixtures.models.gmm import INIT_METHODS, GaussianMixtureModel
 
 __all__ = ["GMMSGD"]
@@ -31,7 +30,7 @@ def _positive_lr(name: str, value: float | None) -> None:
         )
 
 
-class GMMSGD(L.LightningModule):
+class GMMSGD(MixtureModule):
     """Gaussian mixture fitted by gradient descent on the negative log-likelihood.
 
     Args:
@@ -79,42 +78,18 @@ class GMMSGD(L.LightningModule):
         _positive_lr("optimizer.lr", base_lr)
         self.model = GaussianMixtureModel(num_components, num_features, covariance)
         self.min_weight = min_weight if min_weight is not None else 1e-3 / num_components
-        self.val_ll, self.test_ll = LogLikelihood(), LogLikelihood()
-        self.val_scores: ClusteringScores | None = None
-        self.test_scores: ClusteringScores | None = None
         self.register_buffer("num_reseeded", torch.zeros((), dtype=torch.long))
 
     # -- set-up -------------------------------------------------------------------------------
-    def _train_tensor(self) -> Tensor | None:
-        dm = self.trainer.datamodule if self._trainer is not None else None
-        return getattr(dm, "train_tensor", None)
+    @property
+    def num_components(self) -> int:
+        return self.model.num_components
 
     def setup(self, stage: str) -> None:
-        dm = self.trainer.datamodule
-        num_classes = getattr(dm, "num_classes", None)
-        if num_classes and self.val_scores is None:
-            k = self.hparams.num_components
-            self.val_scores = ClusteringScores(num_classes, k)
-            self.test_scores = ClusteringScores(num_classes, k)
+        self.setup_scores()
         if stage != "fit" or bool(self.model.initialized):
             return
-        x = self._train_tensor()
-        if x is None:
-            raise RuntimeError(
-                "GMMSGD initialises from the DataModule's `train_tensor`; pass a mixtures "
-                "DataModule to trainer.fit, or call module.model.initialize(x) first."
-            )
-        k = self.hparams.num_components
-        if k > x.shape[0]:
-            raise ValueError(
-                f"model.num_components={k} exceeds the number of training points "
-                f"({x.shape[0]}); lower model.num_components or supply more data."
-            )
-        if x.shape[1] != self.model.num_features:
-            raise ValueError(
-                f"the data has {x.shape[1]} features but model.num_features="
-                f"{self.model.num_features}; remove the override or fix the data."
-            )
+        x = self.checked_train_tensor()
         gen = torch.Generator(device=x.device).manual_seed(self.hparams.seed)
         self.model.initialize(x, self.hparams.init, gen, self.hparams.kmeans_iters)
 
@@ -156,7 +131,7 @@ class GMMSGD(L.LightningModule):
         mask = self.model.collapsed(self.min_weight)
         if not bool(mask.any()):
             return
-        x = self._train_tensor()
+        x = self.train_tensor()
         x = batch[0] if x is None else x
         gen = torch.Generator(device=x.device).manual_seed(
             self.hparams.seed + 7919 * int(self.global_step)
@@ -180,52 +155,16 @@ class GMMSGD(L.LightningModule):
                     if isinstance(value, Tensor) and value.shape == p.shape:
                         value[mask] = 0
 
-    def _eval_step(self, batch: tuple[Tensor, ...], ll: LogLikelihood,
-                   scores: ClusteringScores | None) -> None:
-        x = batch[0]
-        weighted = self.model.weighted_log_prob(x)  # [B, K]
-        ll.update(torch.logsumexp(weighted, -1))
-        if scores is not None and len(batch) > 1:
-            scores.update(batch[1], weighted.argmax(-1))
-
-    def _eval_epoch_end(self, prefix: str, ll: LogLikelihood,
-                        scores: ClusteringScores | None) -> None:
-        stats = ll.compute()
-        metrics = {
-            f"{prefix}/nll": -stats["mean"],
-            f"{prefix}/bic": bic(stats["total"], self.model.num_parameters(), stats["count"]),
-        }
-        if scores is not None and scores.update_count > 0:
-            cs = scores.compute()
-            metrics[f"{prefix}/ari"] = cs["ari"]
-            metrics[f"{prefix}/nmi"] = cs["nmi"]
-            scores.reset()
-        ll.reset()
-        metrics = {k: v.float() for k, v in metrics.items()}
-        # already reduced over ranks by the metrics; sync_dist only averages equal values
-        self.log_dict(metrics, prog_bar=prefix == "val", sync_dist=True)
-        if prefix == "val":
-            self.log("train/reseeded", self.num_reseeded.float(), sync_dist=True)
-
-    def validation_step(self, batch: tuple[Tensor, ...], batch_idx: int) -> None:
-        self._eval_step(batch, self.val_ll, self.val_scores)
-
     def on_validation_epoch_end(self) -> None:
-        self._eval_epoch_end("val", self.val_ll, self.val_scores)
+        super().on_validation_epoch_end()
+        self.log("train/reseeded", self.num_reseeded.float(), sync_dist=True)
 
-    def test_step(self, batch: tuple[Tensor, ...], batch_idx: int) -> None:
-        self._eval_step(batch, self.test_ll, self.test_scores)
+    # -- summaries ----------------------------------------------------------------------------
+    def weighted_log_prob(self, x: Tensor) -> Tensor:
+        return self.model.weighted_log_prob(x)
 
-    def on_test_epoch_end(self) -> None:
-        self._eval_epoch_end("test", self.test_ll, self.test_scores)
-
-    def predict_step(self, batch: tuple[Tensor, ...], batch_idx: int) -> Tensor:
-        return self.model.predict(batch[0])
-
-    # -- summaries for callbacks --------------------------------------------------------------
     def mixture_parameters(self) -> dict[str, Tensor]:
-        """Detached ``weights`` ``[K]``, ``means`` ``[K, D]``, ``covariances`` ``[K, D, D]``."""
         return self.model.mixture_parameters()
 
-    def predict_labels(self, x: Tensor) -> Tensor:
-        return self.model.predict(x)
+    def num_mixture_parameters(self) -> int:
+        return self.model.num_parameters()

@@ -21,8 +21,9 @@ import torch
 from torch import Tensor, nn
 
 from mixtures.distributions import CovarianceType, FullCovariance, expfam_log_prob
+from mixtures.models.kmeans import kmeans, kmeans_plusplus
 
-__all__ = ["GaussianMixtureEM", "EMStatistics"]
+__all__ = ["EM_INIT_METHODS", "EMStatistics", "GaussianMixtureEM", "initial_responsibilities"]
 
 #: elements per chunk of the E-step's working set: small enough on a CPU to stay in cache
 #: between forming the moment features and multiplying them (measured best at 2²²-2²³ for
@@ -269,3 +270,50 @@ class GaussianMixtureEM(nn.Module):
             buf = getattr(self, name)
             setattr(self, name, buf[index : index + 1].clone())
         self.num_restarts = 1
+
+
+EM_INIT_METHODS = ("kmeans", "k-means++", "random", "random_from_data")
+
+
+@torch.no_grad()
+def initial_responsibilities(
+    x: Tensor,
+    num_components: int,
+    num_restarts: int = 1,
+    method: str = "kmeans",
+    seed: int = 0,
+    kmeans_iters: int = 100,
+) -> Tensor:
+    """Initial responsibilities ``[N, R, K]`` with scikit-learn's meaning of ``init_params``.
+
+    ``kmeans``: one-hot labels of a k-means run (k-means++ seeds + Lloyd); ``k-means++``:
+    one-hot on the K seed points only; ``random``: uniform random weights, normalised;
+    ``random_from_data``: one-hot on K distinct random points. Restart r uses seed ``seed + r``
+    (initialisation, so a loop over restarts is fine).
+    """
+    if method not in EM_INIT_METHODS:
+        raise ValueError(f"init method {method!r} is unknown; choose one of {EM_INIT_METHODS}.")
+    n, k = x.shape[0], num_components
+    if k > n:
+        raise ValueError(
+            f"n_components={k} exceeds the number of training points ({n}); use fewer "
+            "components or more data."
+        )
+    resp = torch.zeros(n, num_restarts, k, dtype=x.dtype, device=x.device)
+    arange = torch.arange(k, device=x.device)
+    for r in range(num_restarts):
+        gen = torch.Generator(device=x.device).manual_seed(seed + r)
+        if method == "kmeans":
+            _, labels = kmeans(x.double(), k, kmeans_iters, gen)
+            resp[torch.arange(n, device=x.device), r, labels] = 1.0
+        elif method == "k-means++":
+            centres = kmeans_plusplus(x.double(), k, gen)
+            idx = torch.cdist(centres, x.double()).argmin(-1)  # the seed points' rows
+            resp[idx, r, arange] = 1.0
+        elif method == "random":
+            u = torch.rand(n, k, generator=gen, device=x.device, dtype=x.dtype)
+            resp[:, r] = u / u.sum(-1, keepdim=True)
+        else:
+            idx = torch.randperm(n, generator=gen, device=x.device)[:k]
+            resp[idx, r, arange] = 1.0
+    return resp

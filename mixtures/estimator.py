@@ -1,0 +1,414 @@
+"""A drop-in for ``sklearn.mixture.GaussianMixture`` on top of :class:`GaussianMixtureEM`.
+
+Same constructor, methods, fitted attributes and shapes as scikit-learn, so code written for it
+runs unchanged; the ``n_init`` restarts run batched in one engine, on a CPU or a GPU. Inputs may be
+numpy arrays (or array-likes) or torch tensors on any device; every output is numpy, as in
+scikit-learn. scikit-learn itself is optional: its ``NotFittedError`` and ``ConvergenceWarning``
+are used when it is installed.
+
+Letters: N points, R restarts, K components, D features.
+"""
+
+from __future__ import annotations
+
+import inspect
+import warnings
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from mixtures.distributions import (
+    DiagCovariance,
+    FullCovariance,
+    ScalarCovariance,
+    SharedFullCovariance,
+    SharedScalarCovariance,
+    UnitCovariance,
+    sample_mixture,
+)
+from mixtures.models.em import GaussianMixtureEM
+from mixtures.models.kmeans import kmeans, kmeans_plusplus
+
+try:
+    from sklearn.exceptions import ConvergenceWarning, NotFittedError
+except ImportError:  # scikit-learn is a dev dependency only
+
+    class NotFittedError(RuntimeError):  # type: ignore[no-redef]
+        """Raised when a method that needs a fitted model is called before ``fit``."""
+
+    class ConvergenceWarning(UserWarning):  # type: ignore[no-redef]
+        """Raised when the best restart did not converge."""
+
+
+__all__ = ["GaussianMixture", "NotFittedError", "ConvergenceWarning"]
+
+#: covariance_type → (parametrisation, per-component shape form, shared by all components).
+#: Forms: "matrix" [D, D], "vector" [D], "scalar" []; non-shared types add a leading K.
+COVARIANCE_TYPES = {
+    "full": (FullCovariance, "matrix", False),
+    "tied": (SharedFullCovariance, "matrix", True),
+    "diag": (DiagCovariance, "vector", False),
+    "spherical": (ScalarCovariance, "scalar", False),
+    "shared_spherical": (SharedScalarCovariance, "scalar", True),
+    "unit": (UnitCovariance, "scalar", True),
+}
+INIT_PARAMS = ("kmeans", "k-means++", "random", "random_from_data")
+_DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+def _restart_seeds(random_state, n: int) -> list[int]:
+    """One seed per restart from an int, None, ``np.random.RandomState`` or ``Generator``."""
+    if isinstance(random_state, np.random.Generator):
+        return random_state.integers(2**31 - 1, size=n).tolist()
+    rs = random_state if isinstance(random_state, np.random.RandomState) else \
+        np.random.RandomState(random_state)
+    return rs.randint(2**31 - 1, size=n).tolist()
+
+
+class GaussianMixture:
+    """Gaussian mixture fitted by EM, with scikit-learn's API (see its documentation).
+
+    Args: as ``sklearn.mixture.GaussianMixture`` (n_components, covariance_type, tol, reg_covar,
+    max_iter, n_init, init_params, weights_init, means_init, precisions_init, random_state,
+    warm_start, verbose, verbose_interval), plus ``covariance_type`` "unit" (fixed identity) and
+    "shared_spherical" (one σ² for all components; covariances_ shape ``[]``), ``device``
+    (default "cpu") and ``dtype`` (torch.float32 by default, or float64; strings accepted).
+
+    Fitted attributes (numpy): ``weights_`` ``[K]``, ``means_`` ``[K, D]``, ``covariances_``,
+    ``precisions_``, ``precisions_cholesky_`` (full ``[K, D, D]``, tied ``[D, D]``, diag
+    ``[K, D]``, spherical ``[K]``), ``converged_``, ``n_iter_``, ``lower_bound_``,
+    ``lower_bounds_``, ``n_features_in_``. They are read-only copies: predictions come from the
+    engine. Unlike scikit-learn, ``max_iter`` must be ≥ 1.
+    """
+
+    def __init__(self, n_components=1, *, covariance_type="full", tol=1e-3, reg_covar=1e-6,
+                 max_iter=100, n_init=1, init_params="kmeans", weights_init=None,
+                 means_init=None, precisions_init=None, random_state=None, warm_start=False,
+                 verbose=0, verbose_interval=10, device=None, dtype=None) -> None:
+        self.n_components, self.covariance_type, self.tol = n_components, covariance_type, tol
+        self.reg_covar, self.max_iter, self.n_init = reg_covar, max_iter, n_init
+        self.init_params, self.weights_init, self.means_init = init_params, weights_init, means_init
+        self.precisions_init, self.random_state = precisions_init, random_state
+        self.warm_start, self.verbose, self.verbose_interval = warm_start, verbose, verbose_interval
+        self.device, self.dtype = device, dtype
+
+    # -- scikit-learn estimator protocol (clone, grid search) ----------------------------------
+    @classmethod
+    def _get_param_names(cls) -> list[str]:
+        return [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
+
+    def get_params(self, deep: bool = True) -> dict:
+        return {name: getattr(self, name) for name in self._get_param_names()}
+
+    def set_params(self, **params) -> GaussianMixture:
+        for name, value in params.items():
+            if name not in self._get_param_names():
+                raise ValueError(f"invalid parameter {name!r}; valid: {self._get_param_names()}")
+            setattr(self, name, value)
+        return self
+
+    def __repr__(self) -> str:
+        defaults = inspect.signature(type(self).__init__).parameters
+        args = [f"{k}={v!r}" for k, v in self.get_params().items()
+                if not (v is defaults[k].default or np.isscalar(v) and v == defaults[k].default)]
+        return f"{type(self).__name__}({', '.join(args)})"
+
+    # -- validation ------------------------------------------------------------------------------
+    def _settings(self) -> tuple[torch.device, torch.dtype]:
+        """Check the constructor arguments (at fit time, as scikit-learn); device and dtype."""
+        for name in ("n_components", "max_iter", "n_init", "verbose_interval"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
+                raise ValueError(f"{name} must be an integer ≥ 1, got {value!r}.")
+        if self.covariance_type not in COVARIANCE_TYPES:
+            raise ValueError(f"covariance_type={self.covariance_type!r} is unknown; choose one of "
+                             f"{tuple(COVARIANCE_TYPES)}.")
+        if self.init_params not in INIT_PARAMS:
+            raise ValueError(f"init_params={self.init_params!r} is unknown; choose one of "
+                             f"{INIT_PARAMS}.")
+        for name in ("tol", "reg_covar"):
+            if not getattr(self, name) >= 0:
+                raise ValueError(f"{name} must be ≥ 0, got {getattr(self, name)!r}; "
+                                 f"the default is {'1e-3' if name == 'tol' else '1e-6'}.")
+        dtype = self.dtype if self.dtype is not None else torch.float32
+        dtype = _DTYPES.get(str(dtype).removeprefix("torch."))
+        if dtype is None:
+            raise ValueError(f"dtype={self.dtype!r} is not supported; use torch.float32 "
+                             "(default) or torch.float64 (or the strings 'float32', 'float64').")
+        device = torch.device(self.device if self.device is not None else "cpu")
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError("device='cuda' was requested but CUDA is not available; "
+                             "use device='cpu'.")
+        return device, dtype
+
+    def _tensor(self, X, device: torch.device, dtype: torch.dtype) -> Tensor:
+        """Points ``[N, D]`` from an array-like or a tensor, checked and moved."""
+        if isinstance(X, Tensor):
+            x = X.detach().to(device, dtype)
+        else:
+            x = torch.as_tensor(np.asarray(X, dtype=np.float64), dtype=dtype, device=device)
+        if x.dim() != 2:
+            raise ValueError(f"Expected a 2-D array [n_samples, n_features], got shape "
+                             f"{list(x.shape)}; reshape with X.reshape(-1, 1) for a single "
+                             "feature or X.reshape(1, -1) for a single sample.")
+        if not bool(torch.isfinite(x).all()):
+            raise ValueError("X contains NaN or infinity; remove or impute those values.")
+        return x
+
+    def _engine(self, d: int, restarts: int = 1) -> GaussianMixtureEM:
+        cov_cls, _, _ = COVARIANCE_TYPES[self.covariance_type]
+        # the floor on scales stays below √reg_covar, so that reg_covar alone regularises
+        floor = 0.5 * self.reg_covar**0.5 if self.reg_covar > 0 else 1e-8
+        return GaussianMixtureEM(int(self.n_components), d, cov_cls(min_scale=floor),
+                                 num_restarts=int(restarts), reg_covar=self.reg_covar)
+
+    def _fitted(self, X=None) -> GaussianMixtureEM | Tensor:
+        """The engine (NotFittedError before ``fit``), or the points ``X`` checked for it."""
+        if getattr(self, "_em", None) is None:
+            raise NotFittedError(f"This {type(self).__name__} instance is not fitted yet; call "
+                                 "'fit' with appropriate arguments before using this estimator.")
+        if X is None:
+            return self._em
+        x = self._tensor(X, self._em.means.device, self._em.means.dtype)
+        if x.shape[1] != self.n_features_in_:
+            raise ValueError(f"X has {x.shape[1]} features, but {type(self).__name__} is "
+                             f"expecting {self.n_features_in_} features as input.")
+        return x
+
+    # -- initialisation ----------------------------------------------------------------------------
+    def _user_init(self, d: int, x: Tensor) -> tuple[Tensor | None, Tensor | None, Tensor | None]:
+        """weights_init ``[K]``, means_init ``[K, D]`` and precisions_init as dense covariances
+        ``[K, D, D]`` (None where not given), checked against scikit-learn's shapes."""
+        k = self.n_components
+        _, form, shared = COVARIANCE_TYPES[self.covariance_type]
+
+        def as_t(a) -> Tensor:
+            a = np.asarray(a.detach().cpu() if isinstance(a, Tensor) else a, dtype=np.float64)
+            return torch.as_tensor(a, dtype=x.dtype, device=x.device)
+
+        out: list[Tensor | None] = [None, None, None]
+        if self.weights_init is not None:
+            w = as_t(self.weights_init)
+            if w.shape != (k,) or bool((w < 0).any()) or abs(float(w.sum()) - 1) > 1e-6:
+                raise ValueError(f"weights_init must be {k} non-negative numbers summing to 1; "
+                                 f"got shape {list(w.shape)}, sum {float(w.sum()):.6g}.")
+            out[0] = w
+        if self.means_init is not None:
+            m = as_t(self.means_init)
+            if m.shape != (k, d):
+                raise ValueError(f"means_init must have shape [{k}, {d}], got {list(m.shape)}.")
+            out[1] = m
+        if self.precisions_init is not None:
+            if self.covariance_type == "unit":
+                raise ValueError("precisions_init cannot be set for covariance_type='unit' (the "
+                                 "covariance is fixed to the identity); leave it None.")
+            p = as_t(self.precisions_init)
+            shape = {"matrix": (d, d), "vector": (d,), "scalar": ()}[form]
+            shape = shape if shared else (k, *shape)
+            if p.shape != shape:
+                raise ValueError(f"precisions_init for covariance_type={self.covariance_type!r} "
+                                 f"must have shape {list(shape)}, got {list(p.shape)}.")
+            p = p[None] if shared else p  # [K or 1, ...] → dense precisions [K or 1, D, D]
+            eye = torch.eye(d, dtype=x.dtype, device=x.device)
+            p = p if form == "matrix" else torch.diag_embed(p) if form == "vector" \
+                else p[:, None, None] * eye
+            chol, info = torch.linalg.cholesky_ex(p)
+            if bool((info > 0).any()) or not torch.allclose(p, p.mT):
+                raise ValueError("precisions_init must be symmetric positive-definite (positive "
+                                 "for diag / spherical types).")
+            out[2] = torch.cholesky_inverse(chol).expand(k, d, d)
+        return out[0], out[1], out[2]
+
+    def _responsibilities(self, xc: Tensor, seed: int) -> Tensor:
+        """One restart's initial responsibilities ``[N, K]`` from centred points ``[N, D]``."""
+        n, k = xc.shape[0], self.n_components
+        gen = torch.Generator(device=xc.device).manual_seed(seed)
+        if self.init_params == "kmeans":
+            _, labels = kmeans(xc, k, num_iters=300, generator=gen)
+            return torch.nn.functional.one_hot(labels, k).to(xc.dtype)
+        if self.init_params == "random":
+            resp = torch.rand(n, k, generator=gen, device=xc.device, dtype=xc.dtype)
+            return resp / resp.sum(1, keepdim=True)
+        if self.init_params == "k-means++":  # the seeds are rows of xc: find their indices
+            seeds = kmeans_plusplus(xc, k, gen)
+            idx = torch.cdist(seeds, xc, compute_mode="donot_use_mm_for_euclid_dist").argmin(-1)
+        else:
+            idx = torch.randperm(n, generator=gen, device=xc.device)[:k]
+        resp = torch.zeros(n, k, dtype=xc.dtype, device=xc.device)
+        resp[idx, torch.arange(k, device=xc.device)] = 1.0
+        return resp
+
+    def _initialize(self, em: GaussianMixtureEM, x: Tensor) -> None:
+        """As scikit-learn: an M-step from the init responsibilities of every restart, then the
+        user's weights / means / precisions where given (no responsibilities if all are)."""
+        given = self._user_init(x.shape[1], x)
+        if all(g is not None for g in given):
+            em.set_parameters(*given, shift=x.mean(0))
+            return
+        xc = x - x.mean(0)  # better conditioned distances for k-means
+        seeds = _restart_seeds(self.random_state, self.n_init)
+        resp = torch.stack([self._responsibilities(xc, s) for s in seeds], 1)  # [N, R, K]
+        em.initialize_from_responsibilities(x, resp)
+        if any(g is not None for g in given):
+            current = (em.weights, em.means, em.covariances)
+            em.set_parameters(*(c if g is None else g for g, c in zip(given, current, strict=True)))
+
+    # -- fitting ---------------------------------------------------------------------------------
+    def fit(self, X, y=None) -> GaussianMixture:
+        """Fit by EM (``n_init`` batched restarts, best kept by lower bound); returns self."""
+        self.fit_predict(X, y)
+        return self
+
+    def fit_predict(self, X, y=None) -> np.ndarray:
+        """Fit, then the most probable component of every point ``[N]``."""
+        device, dtype = self._settings()
+        x = self._tensor(X, device, dtype)
+        n, d = x.shape
+        if n < max(2, self.n_components):
+            raise ValueError(f"Expected n_samples >= max(2, n_components), got n_samples={n}, "
+                             f"n_components={self.n_components}; lower n_components.")
+        warm = self.warm_start and hasattr(self, "converged_")
+        if warm:
+            if d != self.n_features_in_:
+                raise ValueError(f"warm_start: X has {d} features, the model {self.n_features_in_}"
+                                 "; set warm_start=False to refit from scratch.")
+            em, lower, trace, converged = self._em, self.lower_bound_, [], False
+            for _ in range(self.max_iter):  # one engine iteration at a time: the first change is
+                current = float(em.fit(x, 1, 0.0)["lower_bound"][0])  # vs the previous fit's
+                trace.append(current)
+                converged, lower = abs(current - lower) < self.tol, current
+                if converged:
+                    break
+            self._report(torch.tensor(trace)[:, None], [converged])
+        else:
+            em = self._engine(d, self.n_init).to(device, dtype)
+            self._initialize(em, x)
+            out = em.fit(x, self.max_iter, self.tol)
+            self._report(out["trace"], out["converged"].tolist())
+            best = int(out["lower_bound"].nan_to_num(nan=-torch.inf).argmax())  # first of ties
+            em.keep_restart(best)
+            converged, lower = bool(out["converged"][best]), float(out["lower_bound"][best])
+            trace = out["trace"][: int(out["n_iter"][best]), best].tolist()
+        self._em, self.n_features_in_ = em, d
+        self.converged_, self.n_iter_, self.lower_bound_, self.lower_bounds_ = \
+            converged, len(trace), lower, trace
+        self._export()
+        if not converged:
+            warnings.warn("Best performing initialization did not converge. Try different init "
+                          "parameters, or increase max_iter, tol, or check for degenerate data.",
+                          ConvergenceWarning, stacklevel=2)
+        return self.predict(x)
+
+    def _report(self, trace: Tensor, converged: list[bool]) -> None:
+        """scikit-learn-style progress from the lower-bound trace ``[T, R]`` (after the fact)."""
+        if not self.verbose:
+            return
+        for r, conv in enumerate(converged):
+            print(f"Initialization {r}")
+            lb = trace[:, r].tolist()
+            for i in range(self.verbose_interval - 1, len(lb) if self.verbose >= 2 else 0,
+                           self.verbose_interval):
+                print(f"  Iteration {i + 1}\t lower bound {lb[i]:.5f}")
+            print(f"Initialization {'converged' if conv else 'did not converge'}. "
+                  f"lower bound {lb[-1]:.5f}.")
+
+    def _export(self) -> None:
+        """Fitted attributes in scikit-learn's shapes, from the engine's Cholesky factors."""
+        em, k, d = self._em, self.n_components, self.n_features_in_
+        _, form, shared = COVARIANCE_TYPES[self.covariance_type]
+        tril = em.cov.scale_tril(em.raw_covariance, d)[0].expand(k, d, d)  # [K, D, D]
+        eye = torch.eye(d, dtype=tril.dtype, device=tril.device)
+        if form == "matrix":
+            cov = tril @ tril.mT
+            prec_chol = torch.linalg.solve_triangular(tril, eye, upper=False).mT  # L⁻ᵀ
+            prec = prec_chol @ prec_chol.mT
+        else:
+            cov = tril.diagonal(dim1=-2, dim2=-1).square()  # [K, D]
+            cov = cov if form == "vector" else cov.mean(-1)
+            prec_chol, prec = cov.rsqrt(), cov.reciprocal()
+        np_ = lambda t: (t[0] if shared else t).cpu().numpy()  # noqa: E731
+        self.weights_, self.means_ = em.weights[0].cpu().numpy(), em.means[0].cpu().numpy()
+        self.covariances_, self.precisions_, self.precisions_cholesky_ = \
+            np_(cov), np_(prec), np_(prec_chol)
+
+    # -- inference ---------------------------------------------------------------------------------
+    def _weighted_log_prob(self, X) -> Tensor:
+        x = self._fitted(X)  # before touching the engine: NotFittedError if none
+        return self._em.weighted_log_prob(x)[:, 0]  # [N, K]
+
+    def predict(self, X) -> np.ndarray:
+        """Most probable component ``[N]`` (int64)."""
+        return self._weighted_log_prob(X).argmax(-1).cpu().numpy()
+
+    def predict_proba(self, X) -> np.ndarray:
+        """Responsibilities ``[N, K]``."""
+        return self._weighted_log_prob(X).softmax(-1).cpu().numpy()
+
+    def score_samples(self, X) -> np.ndarray:
+        """Log-density of every point ``[N]``."""
+        return self._weighted_log_prob(X).logsumexp(-1).cpu().numpy()
+
+    def score(self, X, y=None) -> float:
+        """Mean log-density of the points."""
+        return float(self.score_samples(X).astype(np.float64).mean())
+
+    def _n_parameters(self) -> int:
+        """Free parameters (weights, means, covariances), as scikit-learn's."""
+        return self._fitted().num_parameters()
+
+    def bic(self, X) -> float:
+        """Bayesian information criterion ``−2 log L + p log N`` (lower is better)."""
+        from mixtures.metrics import bic  # here: torchmetrics is slow to import
+
+        total = float(self.score_samples(X).astype(np.float64).sum())
+        return float(bic(total, self._n_parameters(), len(X)))
+
+    def aic(self, X) -> float:
+        """Akaike information criterion ``−2 log L + 2 p`` (lower is better)."""
+        from mixtures.metrics import aic
+
+        return float(aic(float(self.score_samples(X).astype(np.float64).sum()),
+                         self._n_parameters()))
+
+    def sample(self, n_samples: int = 1) -> tuple[np.ndarray, np.ndarray]:
+        """Points ``[S, D]`` (float64) and their components ``[S]``, grouped by component as in
+        scikit-learn; reproducible for an integer ``random_state``."""
+        em = self._fitted()
+        if not (isinstance(n_samples, int | np.integer) and n_samples >= 1):
+            raise ValueError(f"n_samples must be an integer ≥ 1, got {n_samples!r}.")
+        gen = torch.Generator(device=em.means.device)
+        gen.manual_seed(_restart_seeds(self.random_state, 1)[0])
+        x, y = sample_mixture(int(n_samples), em.log_weights[0], em.means[0],
+                              em.raw_covariance[0], em.cov, gen)
+        order = torch.argsort(y, stable=True)
+        return x[order].double().cpu().numpy(), y[order].cpu().numpy()
+
+    # -- persistence -----------------------------------------------------------------------------
+    def save(self, path) -> None:
+        """``torch.save`` of the constructor arguments and fitted state (numpy arguments become
+        tensors; a ``RandomState`` instance is stored as None)."""
+        em = self._fitted()
+        params = {k: torch.as_tensor(v) if isinstance(v, np.ndarray) else
+                  v.item() if isinstance(v, np.generic) else v
+                  for k, v in self.get_params().items()}  # loadable with weights_only=True
+        if not isinstance(params["random_state"], int | None):
+            params["random_state"] = None
+        fitted = {k: getattr(self, k) for k in ("n_features_in_", "converged_", "n_iter_",
+                                                "lower_bound_", "lower_bounds_")}
+        torch.save({"params": params, "fitted": fitted, "state": em.state_dict()}, path)
+
+    @classmethod
+    def load(cls, path, device=None) -> GaussianMixture:
+        """Rebuild a model saved by :meth:`save` (optionally onto another ``device``)."""
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+        params = blob["params"] | ({} if device is None else {"device": device})
+        model = cls(**params)
+        dev, dtype = model._settings()
+        em = model._engine(blob["fitted"]["n_features_in_"])  # R = 1, as after keep_restart
+        em.load_state_dict(blob["state"])
+        model._em = em.to(dev, dtype)
+        for k, v in blob["fitted"].items():
+            setattr(model, k, v)
+        model._export()
+        return model
