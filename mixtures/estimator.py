@@ -18,27 +18,17 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from mixtures.distributions import (
-    DiagCovariance,
-    FullCovariance,
-    ScalarCovariance,
-    SharedFullCovariance,
-    SharedScalarCovariance,
-    UnitCovariance,
-    sample_mixture,
-)
-from mixtures.models.em import GaussianMixtureEM
-from mixtures.models.kmeans import kmeans, kmeans_plusplus
+import mixtures.distributions as dist
+from mixtures.models.em import EM_INIT_METHODS, GaussianMixtureEM, initial_responsibilities
 
 try:
     from sklearn.exceptions import ConvergenceWarning, NotFittedError
 except ImportError:  # scikit-learn is a dev dependency only
 
     class NotFittedError(RuntimeError):  # type: ignore[no-redef]
-        """Raised when a method that needs a fitted model is called before ``fit``."""
-
+        """Raised by a method that needs a fitted model, before ``fit``."""
     class ConvergenceWarning(UserWarning):  # type: ignore[no-redef]
-        """Raised when the best restart did not converge."""
+        """Warned when the best restart did not converge."""
 
 
 __all__ = ["GaussianMixture", "NotFittedError", "ConvergenceWarning"]
@@ -46,24 +36,24 @@ __all__ = ["GaussianMixture", "NotFittedError", "ConvergenceWarning"]
 #: covariance_type → (parametrisation, per-component shape form, shared by all components).
 #: Forms: "matrix" [D, D], "vector" [D], "scalar" []; non-shared types add a leading K.
 COVARIANCE_TYPES = {
-    "full": (FullCovariance, "matrix", False),
-    "tied": (SharedFullCovariance, "matrix", True),
-    "diag": (DiagCovariance, "vector", False),
-    "spherical": (ScalarCovariance, "scalar", False),
-    "shared_spherical": (SharedScalarCovariance, "scalar", True),
-    "unit": (UnitCovariance, "scalar", True),
+    "full": (dist.FullCovariance, "matrix", False),
+    "tied": (dist.SharedFullCovariance, "matrix", True),
+    "diag": (dist.DiagCovariance, "vector", False),
+    "spherical": (dist.ScalarCovariance, "scalar", False),
+    "shared_spherical": (dist.SharedScalarCovariance, "scalar", True),
+    "unit": (dist.UnitCovariance, "scalar", True),
 }
-INIT_PARAMS = ("kmeans", "k-means++", "random", "random_from_data")
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
-def _restart_seeds(random_state, n: int) -> list[int]:
-    """One seed per restart from an int, None, ``np.random.RandomState`` or ``Generator``."""
-    if isinstance(random_state, np.random.Generator):
-        return random_state.integers(2**31 - 1, size=n).tolist()
-    rs = random_state if isinstance(random_state, np.random.RandomState) else \
-        np.random.RandomState(random_state)
-    return rs.randint(2**31 - 1, size=n).tolist()
+def _seed(random_state) -> int:
+    """The first restart's seed from an int, None, a ``RandomState`` or a ``Generator``
+    (restart r uses seed + r, see :func:`initial_responsibilities`)."""
+    if isinstance(random_state, int | np.integer):
+        return int(random_state)
+    if isinstance(random_state, np.random.RandomState):
+        return int(random_state.randint(2**31 - 1))
+    return int((random_state or np.random.default_rng()).integers(2**31 - 1))
 
 
 class GaussianMixture:
@@ -79,7 +69,8 @@ class GaussianMixture:
     ``precisions_``, ``precisions_cholesky_`` (full ``[K, D, D]``, tied ``[D, D]``, diag
     ``[K, D]``, spherical ``[K]``), ``converged_``, ``n_iter_``, ``lower_bound_``,
     ``lower_bounds_``, ``n_features_in_``. They are read-only copies: predictions come from the
-    engine. Unlike scikit-learn, ``max_iter`` must be ≥ 1.
+    engine. Differences: ``max_iter`` must be ≥ 1; float32 by default whatever the input dtype;
+    ``random_state`` seeds torch generators, so draws differ from scikit-learn's.
     """
 
     def __init__(self, n_components=1, *, covariance_type="full", tol=1e-3, reg_covar=1e-6,
@@ -121,18 +112,15 @@ class GaussianMixture:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
                 raise ValueError(f"{name} must be an integer ≥ 1, got {value!r}.")
-        if self.covariance_type not in COVARIANCE_TYPES:
-            raise ValueError(f"covariance_type={self.covariance_type!r} is unknown; choose one of "
-                             f"{tuple(COVARIANCE_TYPES)}.")
-        if self.init_params not in INIT_PARAMS:
-            raise ValueError(f"init_params={self.init_params!r} is unknown; choose one of "
-                             f"{INIT_PARAMS}.")
-        for name in ("tol", "reg_covar"):
+        for name, choices in (("covariance_type", tuple(COVARIANCE_TYPES)),
+                              ("init_params", EM_INIT_METHODS)):
+            if getattr(self, name) not in choices:
+                raise ValueError(f"{name}={getattr(self, name)!r} is unknown; choose one of "
+                                 f"{choices}.")
+        for name, default in (("tol", 1e-3), ("reg_covar", 1e-6)):
             if not getattr(self, name) >= 0:
-                raise ValueError(f"{name} must be ≥ 0, got {getattr(self, name)!r}; "
-                                 f"the default is {'1e-3' if name == 'tol' else '1e-6'}.")
-        dtype = self.dtype if self.dtype is not None else torch.float32
-        dtype = _DTYPES.get(str(dtype).removeprefix("torch."))
+                raise ValueError(f"{name} must be ≥ 0, got {getattr(self, name)!r} ({default=}).")
+        dtype = _DTYPES.get(str(self.dtype or "float32").removeprefix("torch."))
         if dtype is None:
             raise ValueError(f"dtype={self.dtype!r} is not supported; use torch.float32 "
                              "(default) or torch.float64 (or the strings 'float32', 'float64').")
@@ -180,64 +168,36 @@ class GaussianMixture:
     def _user_init(self, d: int, x: Tensor) -> tuple[Tensor | None, Tensor | None, Tensor | None]:
         """weights_init ``[K]``, means_init ``[K, D]`` and precisions_init as dense covariances
         ``[K, D, D]`` (None where not given), checked against scikit-learn's shapes."""
-        k = self.n_components
-        _, form, shared = COVARIANCE_TYPES[self.covariance_type]
-
-        def as_t(a) -> Tensor:
-            a = np.asarray(a.detach().cpu() if isinstance(a, Tensor) else a, dtype=np.float64)
-            return torch.as_tensor(a, dtype=x.dtype, device=x.device)
-
-        out: list[Tensor | None] = [None, None, None]
-        if self.weights_init is not None:
-            w = as_t(self.weights_init)
-            if w.shape != (k,) or bool((w < 0).any()) or abs(float(w.sum()) - 1) > 1e-6:
-                raise ValueError(f"weights_init must be {k} non-negative numbers summing to 1; "
-                                 f"got shape {list(w.shape)}, sum {float(w.sum()):.6g}.")
-            out[0] = w
-        if self.means_init is not None:
-            m = as_t(self.means_init)
-            if m.shape != (k, d):
-                raise ValueError(f"means_init must have shape [{k}, {d}], got {list(m.shape)}.")
-            out[1] = m
-        if self.precisions_init is not None:
-            if self.covariance_type == "unit":
-                raise ValueError("precisions_init cannot be set for covariance_type='unit' (the "
-                                 "covariance is fixed to the identity); leave it None.")
-            p = as_t(self.precisions_init)
-            shape = {"matrix": (d, d), "vector": (d,), "scalar": ()}[form]
-            shape = shape if shared else (k, *shape)
-            if p.shape != shape:
-                raise ValueError(f"precisions_init for covariance_type={self.covariance_type!r} "
-                                 f"must have shape {list(shape)}, got {list(p.shape)}.")
-            p = p[None] if shared else p  # [K or 1, ...] → dense precisions [K or 1, D, D]
-            eye = torch.eye(d, dtype=x.dtype, device=x.device)
-            p = p if form == "matrix" else torch.diag_embed(p) if form == "vector" \
-                else p[:, None, None] * eye
-            chol, info = torch.linalg.cholesky_ex(p)
-            if bool((info > 0).any()) or not torch.allclose(p, p.mT):
-                raise ValueError("precisions_init must be symmetric positive-definite (positive "
-                                 "for diag / spherical types).")
-            out[2] = torch.cholesky_inverse(chol).expand(k, d, d)
-        return out[0], out[1], out[2]
-
-    def _responsibilities(self, xc: Tensor, seed: int) -> Tensor:
-        """One restart's initial responsibilities ``[N, K]`` from centred points ``[N, D]``."""
-        n, k = xc.shape[0], self.n_components
-        gen = torch.Generator(device=xc.device).manual_seed(seed)
-        if self.init_params == "kmeans":
-            _, labels = kmeans(xc, k, num_iters=300, generator=gen)
-            return torch.nn.functional.one_hot(labels, k).to(xc.dtype)
-        if self.init_params == "random":
-            resp = torch.rand(n, k, generator=gen, device=xc.device, dtype=xc.dtype)
-            return resp / resp.sum(1, keepdim=True)
-        if self.init_params == "k-means++":  # the seeds are rows of xc: find their indices
-            seeds = kmeans_plusplus(xc, k, gen)
-            idx = torch.cdist(seeds, xc, compute_mode="donot_use_mm_for_euclid_dist").argmin(-1)
-        else:
-            idx = torch.randperm(n, generator=gen, device=xc.device)[:k]
-        resp = torch.zeros(n, k, dtype=xc.dtype, device=xc.device)
-        resp[idx, torch.arange(k, device=xc.device)] = 1.0
-        return resp
+        k, (_, form, shared) = self.n_components, COVARIANCE_TYPES[self.covariance_type]
+        w, m, p = (None if a is None else torch.as_tensor(
+            np.asarray(a.detach().cpu() if isinstance(a, Tensor) else a, dtype=np.float64),
+            dtype=x.dtype, device=x.device)
+            for a in (self.weights_init, self.means_init, self.precisions_init))
+        if w is not None and (w.shape != (k,) or bool((w < 0).any())
+                              or abs(float(w.sum()) - 1) > 1e-6):
+            raise ValueError(f"weights_init must be {k} non-negative numbers summing to 1; "
+                             f"got shape {list(w.shape)}, sum {float(w.sum()):.6g}.")
+        if m is not None and m.shape != (k, d):
+            raise ValueError(f"means_init must have shape [{k}, {d}], got {list(m.shape)}.")
+        if p is None:
+            return w, m, None
+        if self.covariance_type == "unit":
+            raise ValueError("precisions_init cannot be set for covariance_type='unit' (the "
+                             "covariance is fixed to the identity); leave it None.")
+        shape = {"matrix": (d, d), "vector": (d,), "scalar": ()}[form]
+        shape = shape if shared else (k, *shape)
+        if p.shape != shape:
+            raise ValueError(f"precisions_init for covariance_type={self.covariance_type!r} "
+                             f"must have shape {list(shape)}, got {list(p.shape)}.")
+        p = p[None] if shared else p  # [K or 1, ...] → dense precisions [K or 1, D, D]
+        eye = torch.eye(d, dtype=x.dtype, device=x.device)
+        p = p if form == "matrix" else torch.diag_embed(p) if form == "vector" \
+            else p[:, None, None] * eye
+        chol, info = torch.linalg.cholesky_ex(p)
+        if bool((info > 0).any()) or not torch.allclose(p, p.mT):
+            raise ValueError("precisions_init must be symmetric positive-definite (positive "
+                             "for diag / spherical types).")
+        return w, m, torch.cholesky_inverse(chol).expand(k, d, d)
 
     def _initialize(self, em: GaussianMixtureEM, x: Tensor) -> None:
         """As scikit-learn: an M-step from the init responsibilities of every restart, then the
@@ -246,9 +206,8 @@ class GaussianMixture:
         if all(g is not None for g in given):
             em.set_parameters(*given, shift=x.mean(0))
             return
-        xc = x - x.mean(0)  # better conditioned distances for k-means
-        seeds = _restart_seeds(self.random_state, self.n_init)
-        resp = torch.stack([self._responsibilities(xc, s) for s in seeds], 1)  # [N, R, K]
+        resp = initial_responsibilities(x, int(self.n_components), int(self.n_init),
+                                        self.init_params, _seed(self.random_state))  # [N, R, K]
         em.initialize_from_responsibilities(x, resp)
         if any(g is not None for g in given):
             current = (em.weights, em.means, em.covariances)
@@ -302,13 +261,10 @@ class GaussianMixture:
 
     def _report(self, trace: Tensor, converged: list[bool]) -> None:
         """scikit-learn-style progress from the lower-bound trace ``[T, R]`` (after the fact)."""
-        if not self.verbose:
-            return
-        for r, conv in enumerate(converged):
+        for r, conv in enumerate(converged if self.verbose else []):
+            lb, every = trace[:, r].tolist(), self.verbose_interval
             print(f"Initialization {r}")
-            lb = trace[:, r].tolist()
-            for i in range(self.verbose_interval - 1, len(lb) if self.verbose >= 2 else 0,
-                           self.verbose_interval):
+            for i in range(every - 1, len(lb) if self.verbose >= 2 else 0, every):
                 print(f"  Iteration {i + 1}\t lower bound {lb[i]:.5f}")
             print(f"Initialization {'converged' if conv else 'did not converge'}. "
                   f"lower bound {lb[-1]:.5f}.")
@@ -368,8 +324,8 @@ class GaussianMixture:
         """Akaike information criterion ``−2 log L + 2 p`` (lower is better)."""
         from mixtures.metrics import aic
 
-        return float(aic(float(self.score_samples(X).astype(np.float64).sum()),
-                         self._n_parameters()))
+        total = float(self.score_samples(X).astype(np.float64).sum())
+        return float(aic(total, self._n_parameters()))
 
     def sample(self, n_samples: int = 1) -> tuple[np.ndarray, np.ndarray]:
         """Points ``[S, D]`` (float64) and their components ``[S]``, grouped by component as in
@@ -378,9 +334,9 @@ class GaussianMixture:
         if not (isinstance(n_samples, int | np.integer) and n_samples >= 1):
             raise ValueError(f"n_samples must be an integer ≥ 1, got {n_samples!r}.")
         gen = torch.Generator(device=em.means.device)
-        gen.manual_seed(_restart_seeds(self.random_state, 1)[0])
-        x, y = sample_mixture(int(n_samples), em.log_weights[0], em.means[0],
-                              em.raw_covariance[0], em.cov, gen)
+        gen.manual_seed(_seed(self.random_state))
+        x, y = dist.sample_mixture(int(n_samples), em.log_weights[0], em.means[0],
+                                   em.raw_covariance[0], em.cov, gen)
         order = torch.argsort(y, stable=True)
         return x[order].double().cpu().numpy(), y[order].cpu().numpy()
 

@@ -33,7 +33,10 @@ import statistics
 import sys
 import time
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from types import SimpleNamespace
 
 import numpy as np
 import sklearn
@@ -71,6 +74,58 @@ def log(msg: str) -> None:
 def sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+
+
+# -- a shared machine -------------------------------------------------------------------------
+def _busy_seconds() -> float | None:
+    """CPU-seconds all processes have spent busy since boot (/proc/stat), or None."""
+    try:
+        with open("/proc/stat") as f:
+            ticks = [int(v) for v in f.readline().split()[1:9]]
+    except (OSError, ValueError):
+        return None
+    return (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")  # minus idle, iowait
+
+
+class Contention:
+    """Times blocks of work, first waiting (up to ``max_wait`` s) until other processes use
+    less than ``threshold`` of the CPUs, and records the largest CPU share other processes took
+    during a timed block (``worst``; reset per table row)."""
+
+    def __init__(self, max_wait: float, threshold: float = 0.15) -> None:
+        self.max_wait, self.threshold = max_wait, threshold
+        self.available = _busy_seconds() is not None
+        self.cpus = os.cpu_count() or 1
+        self.worst = 0.0
+        self.waited = 0.0
+
+    def wait(self) -> None:
+        deadline = time.perf_counter() + self.max_wait
+        while self.available and self.max_wait > 0:
+            start, busy = time.perf_counter(), _busy_seconds()
+            time.sleep(0.25)
+            elapsed = time.perf_counter() - start
+            if (_busy_seconds() - busy) / (elapsed * self.cpus) < self.threshold:
+                return
+            self.waited += elapsed
+            if time.perf_counter() > deadline:
+                return
+
+    @contextmanager
+    def timed(self, device: torch.device) -> Iterator[SimpleNamespace]:
+        self.wait()
+        sync(device)
+        out = SimpleNamespace(seconds=0.0)
+        busy, own, start = _busy_seconds(), time.process_time(), time.perf_counter()
+        yield out
+        sync(device)
+        out.seconds = time.perf_counter() - start
+        if self.available:
+            others = (_busy_seconds() - busy) - (time.process_time() - own)
+            self.worst = max(self.worst, others / (out.seconds * self.cpus))
+
+
+CPU = torch.device("cpu")
 
 
 # -- hardware limit -------------------------------------------------------------------------------
@@ -175,23 +230,24 @@ def sklearn_model(prob: Problem, cov_type: str, max_iter: int, tol: float) -> Ga
     )
 
 
-def timed_sklearn_fit(prob: Problem, cov_type: str, max_iter: int, tol: float):
+def timed_sklearn_fit(prob: Problem, cov_type: str, max_iter: int, tol: float,
+                      clock: Contention):
     gm = sklearn_model(prob, cov_type, max_iter, tol)
     x = prob.x_train.numpy()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        t0 = time.perf_counter()
-        gm.fit(x)
-        elapsed = time.perf_counter() - t0
-    return gm, elapsed
+        with clock.timed(CPU) as t:
+            gm.fit(x)
+    return gm, t.seconds
 
 
-def sklearn_per_iter(prob: Problem, cov_type: str, iters: int, repeats: int) -> float:
+def sklearn_per_iter(prob: Problem, cov_type: str, iters: int, repeats: int,
+                     clock: Contention) -> float:
     """(fit(1 + I) − fit(1)) / I, median over up to ``repeats`` pairs (fewer past 60 s)."""
     diffs, start = [], time.perf_counter()
     for _ in range(repeats):
-        _, t_one = timed_sklearn_fit(prob, cov_type, 1, 0.0)
-        gm, t_many = timed_sklearn_fit(prob, cov_type, 1 + iters, 0.0)
+        _, t_one = timed_sklearn_fit(prob, cov_type, 1, 0.0, clock)
+        gm, t_many = timed_sklearn_fit(prob, cov_type, 1 + iters, 0.0, clock)
         assert gm.n_iter_ == 1 + iters
         diffs.append((t_many - t_one) / iters)
         if time.perf_counter() - start > 60:
@@ -209,43 +265,39 @@ def our_model(prob: Problem, cov_type: str, device: torch.device,
     return em
 
 
-def our_per_iter(prob: Problem, cov_type: str, x: torch.Tensor, iters: int,
-                 repeats: int) -> float:
+def our_per_iter(prob: Problem, cov_type: str, x: torch.Tensor, iters: int, repeats: int,
+                 clock: Contention) -> float:
     """Median over ``repeats`` loops of I iterations of the per-iteration time, after one
     warm-up iteration."""
     em = our_model(prob, cov_type, x.device, x.dtype)
     em.m_step(em.statistics(x))
-    sync(x.device)
     per_iter = []
     for _ in range(repeats):
-        t0 = time.perf_counter()
-        for _ in range(iters):
-            stats = em.statistics(x)
-            em.m_step(stats)
-        sync(x.device)
-        per_iter.append((time.perf_counter() - t0) / iters)
+        with clock.timed(x.device) as t:
+            for _ in range(iters):
+                stats = em.statistics(x)
+                em.m_step(stats)
+        per_iter.append(t.seconds / iters)
     return statistics.median(per_iter)
 
 
 # -- one row --------------------------------------------------------------------------------------
 def bench(prob: Problem, cov_type: str, device: torch.device, dtype: torch.dtype, args,
-          sklearn_cache: dict) -> dict:
+          sklearn_cache: dict, clock: Contention) -> dict:
     n_train, d = prob.x_train.shape
     k = prob.means.shape[0]
     x = prob.x_train.to(device=device, dtype=dtype)
     x_test = prob.x_test.to(device=device, dtype=dtype)
-    row = {"N": n_train + prob.x_test.shape[0], "D": d, "K": k, "type": cov_type,
-           "load": os.getloadavg()[0]}
+    row = {"N": n_train + prob.x_test.shape[0], "D": d, "K": k, "type": cov_type}
 
+    clock.worst = 0.0
     log(f"  ours {cov_type}: per-iteration timing")
-    row["ours_s_iter"] = our_per_iter(prob, cov_type, x, args.iters, args.repeats)
+    row["ours_s_iter"] = our_per_iter(prob, cov_type, x, args.iters, args.repeats, clock)
     log(f"    {row['ours_s_iter']:.4f} s/iter; run to convergence")
     em = our_model(prob, cov_type, device, dtype)
-    sync(device)
-    t0 = time.perf_counter()
-    out = em.fit(x, max_iter=MAX_ITER, tol=TOL)
-    sync(device)
-    row["ours_total"] = time.perf_counter() - t0
+    with clock.timed(device) as t:
+        out = em.fit(x, max_iter=MAX_ITER, tol=TOL)
+    row["ours_total"] = t.seconds
     row["ours_iters"] = int(out["n_iter"][0])
     row["ours_converged"] = bool(out["converged"][0])
     row["ours_ll"] = float(em.log_prob(x_test).double().mean())
@@ -257,15 +309,16 @@ def bench(prob: Problem, cov_type: str, device: torch.device, dtype: torch.dtype
     key = (row["N"], cov_type)
     if key not in sklearn_cache:  # scikit-learn runs on the CPU: same for every device
         sk = {}
+        ours_worst, clock.worst = clock.worst, 0.0
         log(f"  sklearn {cov_type}: per-iteration timing")
-        sk["s_iter"] = sklearn_per_iter(prob, cov_type, args.iters, args.repeats)
+        sk["s_iter"] = sklearn_per_iter(prob, cov_type, args.iters, args.repeats, clock)
         estimate = sk["s_iter"] * (row["ours_iters"] + 2)
         log(f"    {sk['s_iter']:.4f} s/iter; run to convergence (estimate {estimate:.0f} s)")
         if estimate > args.sklearn_budget:
             sk["skipped"] = estimate
             log("    skipped")
         else:
-            gm, sk["total"] = timed_sklearn_fit(prob, cov_type, MAX_ITER, TOL)
+            gm, sk["total"] = timed_sklearn_fit(prob, cov_type, MAX_ITER, TOL, clock)
             sk["iters"], sk["converged"] = int(gm.n_iter_), bool(gm.converged_)
             x_test_np = prob.x_test.numpy()
             sk["ll"] = float(gm.score(x_test_np))
@@ -273,8 +326,12 @@ def bench(prob: Problem, cov_type: str, device: torch.device, dtype: torch.dtype
             sk["dtype"] = str(gm.precisions_cholesky_.dtype)
             log(f"    {sk['iters']} iterations, {sk['total']:.2f} s, LL {sk['ll']:.4f}, "
                 f"ARI {sk['ari']:.4f} (parameters in {sk['dtype']})")
+        sk["others"], clock.worst = clock.worst, ours_worst
         sklearn_cache[key] = sk
     row["sk"] = sklearn_cache[key]
+    row["others"] = max(clock.worst, row["sk"]["others"])
+    log(f"  others' CPU share, worst timed block: {100 * row['others']:.0f}%; "
+        f"waited for quiet so far: {clock.waited:.0f} s")
     row["flops"] = limit_flops(cov_type, n_train, k, d)
     return row
 
@@ -291,7 +348,7 @@ def fmt_iters(n: int, converged: bool) -> str:
 def table(rows: list[dict], device_rate: float, cpu_rate: float) -> str:
     head = ("| N | D | K | type | sklearn s/iter | ours s/iter | speed-up | % of limit ours "
             "(sklearn) | iters ours / sk | total s ours / sk | held-out LL ours / sk "
-            "| ARI ours / sk | load |")
+            "| ARI ours / sk | others' CPU |")
     lines = [head, "|" + "---|" * 13]
     for r in rows:
         sk = r["sk"]
@@ -312,7 +369,7 @@ def table(rows: list[dict], device_rate: float, cpu_rate: float) -> str:
             f"| {r['N']:,} | {r['D']} | {r['K']} | {r['type']} | {fmt_time(sk['s_iter'])} "
             f"| {fmt_time(r['ours_s_iter'])} | {sk['s_iter'] / r['ours_s_iter']:.1f}× "
             f"| {ours_pct:.2g}% ({sk_pct:.2g}%) | {iters} | {total} | {ll} | {ari} "
-            f"| {r['load']:.1f} |"
+            f"| {100 * r['others']:.0f}% |"
         )
     return "\n".join(lines)
 
@@ -330,8 +387,9 @@ negligible); exp / logsumexp work is not counted. Iterations to convergence: tol
 max_iter=300 (* = not converged). Total time: ours = `fit` from the loaded parameters; sklearn =
 `fit`, which also estimates parameters once from its (overridden) initial responsibilities and
 ends with an extra E-step. A skipped sklearn run would take longer than the budget, estimated as
-its s/iter × (our iterations + 2). Load = the machine's 1-minute load average when the row
-started (2 cores: above ~0.5 other processes were competing for them)."""
+its s/iter × (our iterations + 2). Others' CPU = the largest share of the machine's CPU time that
+other processes used during any timed block of the row (from /proc/stat; each block first waits
+up to --wait-quiet s for them to drop below 15%); rows above ~10% are contaminated."""
 
 
 def header(args, devices: list[torch.device], rates: dict, cpu_rate: float) -> str:
@@ -363,7 +421,8 @@ def header(args, devices: list[torch.device], rates: dict, cpu_rate: float) -> s
         lines.append(f"- torch {args.gemm_size}² {args.dtype} GEMM on {dev} ({name}): "
                      f"{rates[dev]:.1f} GFLOP/s")
     lines.append(f"- iterations timed: {args.iters} × {args.repeats} repeats; "
-                 f"sklearn budget for run-to-convergence {args.sklearn_budget:.0f} s")
+                 f"sklearn budget for run-to-convergence {args.sklearn_budget:.0f} s; "
+                 f"wait for quiet up to {args.wait_quiet:.0f} s per timed block")
     return "\n".join(lines)
 
 
@@ -383,6 +442,9 @@ def parse_args(argv: list[str] | None = None):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--sklearn-budget", type=float, default=120.0,
                    help="skip sklearn's run to convergence if estimated longer (s; default 120)")
+    p.add_argument("--wait-quiet", type=float, default=20.0,
+                   help="before each timed block, wait up to this long (s) for other processes "
+                   "to use < 15%% of the CPUs (default 20; 0 = never wait)")
     p.add_argument("--gemm-size", type=int, default=4096)
     p.add_argument("--gemm-reps", type=int, default=5)
     p.add_argument("--quick", action="store_true",
@@ -404,6 +466,8 @@ def main(argv: list[str] | None = None) -> None:
         if dev not in devices:
             devices.append(dev)
 
+    clock = Contention(args.wait_quiet)
+    clock.wait()
     log(f"GEMM rates ({args.gemm_size}², {args.gemm_reps} reps)")
     cpu_rate = numpy_gemm_rate(dtype, args.gemm_size, args.gemm_reps)
     rates = {dev: torch_gemm_rate(dev, dtype, args.gemm_size, args.gemm_reps) for dev in devices}
@@ -425,11 +489,12 @@ def main(argv: list[str] | None = None) -> None:
         for cov_type in args.types:
             for dev in devices:
                 log(f"N={n} {cov_type} on {dev}")
-                rows[dev].append(bench(prob, cov_type, dev, dtype, args, sklearn_cache))
+                rows[dev].append(bench(prob, cov_type, dev, dtype, args, sklearn_cache, clock))
     for dev in devices:
         print(f"\n## {dev} ({args.dtype})\n\n{table(rows[dev], rates[dev], cpu_rate)}")
     print(f"\n{FOOTNOTE}\n\nTotal benchmark time {time.perf_counter() - start:.0f} s; load "
-          f"average at end {', '.join(f'{v:.2f}' for v in os.getloadavg())}.")
+          f"average at end {', '.join(f'{v:.2f}' for v in os.getloadavg())}; waited "
+          f"{clock.waited:.0f} s in all for other processes to go quiet.")
 
 
 if __name__ == "__main__":

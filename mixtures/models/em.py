@@ -307,8 +307,7 @@ def initial_responsibilities(
             _, labels = kmeans(x.double(), k, kmeans_iters, gen)
             resp[torch.arange(n, device=x.device), r, labels] = 1.0
         elif method == "k-means++":
-            centres = kmeans_plusplus(x.double(), k, gen)
-            idx = torch.cdist(centres, x.double()).argmin(-1)  # the seed points' rows
+            _, idx = kmeans_plusplus(x.double(), k, gen, return_indices=True)
             resp[idx, r, arange] = 1.0
         elif method == "random":
             u = torch.rand(n, k, generator=gen, device=x.device, dtype=x.dtype)

@@ -34,8 +34,11 @@ def assign(x: Tensor, centres: Tensor) -> tuple[Tensor, Tensor]:
 
 
 def kmeans_plusplus(
-    x: Tensor, num_clusters: int, generator: torch.Generator | None = None
-) -> Tensor:
+    x: Tensor,
+    num_clusters: int,
+    generator: torch.Generator | None = None,
+    return_indices: bool = False,
+) -> Tensor | tuple[Tensor, Tensor]:
     """k-means++ seeding (Arthur & Vassilvitskii, 2007) with greedy local trials.
 
     Like scikit-learn, each step draws ``2 + ⌊log K⌋`` candidates proportionally to the squared
@@ -46,15 +49,17 @@ def kmeans_plusplus(
         num_clusters: K ≤ N.
         generator: random generator on ``x``'s device, for reproducibility.
 
+        return_indices: also return the rows' indices ``[K]`` (as scikit-learn's does).
+
     Returns:
-        centres ``[K, D]`` (rows of ``x``).
+        centres ``[K, D]`` (rows of ``x``), and their indices if asked.
     """
     n = x.shape[0]
     if not 1 <= num_clusters <= n:
         raise ValueError(f"k-means++ needs 1 ≤ K ≤ N, got K={num_clusters} for N={n} points.")
     trials = 2 + int(torch.log(torch.tensor(float(num_clusters))).item())
     first = torch.randint(n, (1,), generator=generator, device=x.device)
-    centres = [x[first]]
+    centres, indices = [x[first]], [first]
     closest = _sq_dist(x, centres[0]).squeeze(-1)  # [N]
     for _ in range(1, num_clusters):
         total = closest.sum()
@@ -66,7 +71,10 @@ def kmeans_plusplus(
         cand_d2 = torch.minimum(closest, _sq_dist(x, x[cand]).T)  # [T, N]
         best = cand_d2.sum(-1).argmin()
         centres.append(x[cand[best]].unsqueeze(0))
+        indices.append(cand[best].reshape(1))
         closest = cand_d2[best]
+    if return_indices:
+        return torch.cat(centres), torch.cat(indices)
     return torch.cat(centres)
 
 

@@ -123,3 +123,12 @@ def test_kmeans_reseeds_empty_cluster_at_farthest_point(monkeypatch):
     centres, _ = kmeans(x, 3, num_iters=2)
     farthest = assign(x, centres[1:])[1].argmax()
     torch.testing.assert_close(centres[0], x[farthest])
+
+
+def test_kmeans_plusplus_returns_the_seed_indices_on_offset_data():
+    """Indices are exact even where distances by matrix product would mis-rank the rows."""
+    gen = torch.Generator().manual_seed(0)
+    x = 1e4 + 1e-5 * torch.randn(2000, 3, dtype=torch.float64, generator=gen)
+    centres, idx = kmeans_plusplus(x, 5, torch.Generator().manual_seed(1), return_indices=True)
+    assert torch.equal(x[idx], centres)
+    assert idx.unique().numel() == 5
