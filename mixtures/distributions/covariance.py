@@ -173,7 +173,8 @@ class CovarianceType(ABC):
         Args:
             counts: ``Σ_n r_nk`` ``[..., K]`` (strictly positive).
             sum_x: ``Σ_n r_nk x_n`` ``[..., K, D]``.
-            sum_f: ``Σ_n r_nk F(x_n)`` ``[..., K, Q]``.
+            sum_f: ``Σ_n r_nk F(x_n)`` ``[..., K, Q]``; shared types need only the total
+                ``Σ_k Σ_n r_nk F(x_n)`` and also accept it as ``[..., 1, Q]``.
             reg: added to the variances (scikit-learn's ``reg_covar``).
 
         Returns:
@@ -238,16 +239,16 @@ class _ElementwiseScale(CovarianceType):
         return quad, lin, const.expand(means.shape[:-1])
 
     def _variances(self, counts: Tensor, sum_x: Tensor, sum_f: Tensor) -> Tensor:
-        """Unregularised variances ``[..., K, 1 or D]`` (pooled over K for shared types)."""
+        """Unregularised variances ``[..., K, 1 or D]`` (``[..., 1, ·]`` pooled for shared)."""
         means = sum_x / counts[..., None]
-        if self.per_feature:
-            var = sum_f / counts[..., None] - means.square()
+        second = means.square() if self.per_feature else means.square().sum(-1, keepdim=True)
+        if self.shared:  # Σ_k N_k var_k / N = (Σ_k S_k − Σ_k N_k m_k) / N
+            total = sum_f.sum(-2, keepdim=True)
+            var = (total - (counts[..., None] * second).sum(-2, keepdim=True))
+            var = var / counts.sum(-1)[..., None, None]
         else:
-            var = (sum_f / counts[..., None] - means.square().sum(-1, keepdim=True))
-            var = var / means.shape[-1]
-        if self.shared:
-            var = (counts[..., None] * var).sum(-2, keepdim=True) / counts.sum(-1)[..., None, None]
-        return var
+            var = sum_f / counts[..., None] - second
+        return var if self.per_feature else var / means.shape[-1]
 
     def estimate(self, counts: Tensor, sum_x: Tensor, sum_f: Tensor,
                  reg: float = 0.0) -> tuple[Tensor, Tensor]:
@@ -486,9 +487,12 @@ class SharedFullCovariance(FullCovariance):
 
     def estimate(self, counts: Tensor, sum_x: Tensor, sum_f: Tensor,
                  reg: float = 0.0) -> tuple[Tensor, Tensor]:
+        # Σ_k N_k Σ_k' / N = (Σ_k S_k − Σ_k N_k μ_k μ_kᵀ) / N: only the total S is needed.
         means = sum_x / counts[..., None]
-        cov = self._moment_covariance(counts, sum_x, sum_f)
-        w = counts[..., None, None]
-        pooled = (w * cov).sum(-3, keepdim=True) / w.sum(-3, keepdim=True)
-        eye = torch.eye(cov.shape[-1], dtype=cov.dtype, device=cov.device)
-        return means, super().from_covariance(pooled + reg * eye)
+        d = means.shape[-1]
+        total = sum_f.sum(-2).reshape(*sum_f.shape[:-2], d, d)
+        total = 0.5 * (total + total.transpose(-1, -2))
+        outer = torch.einsum("...k,...ki,...kj->...ij", counts, means, means)
+        pooled = (total - outer) / counts.sum(-1)[..., None, None]
+        eye = torch.eye(d, dtype=pooled.dtype, device=pooled.device)
+        return means, super().from_covariance((pooled + reg * eye).unsqueeze(-3))

@@ -67,7 +67,12 @@ def expfam_log_prob(
         ``[N, *R, K]``.
     """
     batch = const.shape
-    q, d = quad.shape[-1], lin.shape[-1]
+    q, d, k = quad.shape[-1], lin.shape[-1], batch[-1]
+    if k > 1 and quad.stride(-2) == 0:
+        # A shared covariance (expanded over K): one second-order column per restart.
+        shared = features @ quad[..., 0, :].reshape(-1, q).T  # [N, R']
+        out = torch.addmm(const.reshape(1, -1), x, lin.reshape(-1, d).T)
+        return (out.view(x.shape[0], -1, k) + shared.unsqueeze(-1)).reshape(x.shape[0], *batch)
     out = torch.addmm(const.reshape(1, -1), features, quad.reshape(-1, q).T)
     out = out.addmm_(x, lin.reshape(-1, d).T)
     return out.reshape(x.shape[0], *batch)

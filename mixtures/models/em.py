@@ -38,7 +38,8 @@ class EMStatistics:
     Attributes:
         counts: ``Σ_n r_nk`` ``[R, K]``.
         sum_x: ``Σ_n r_nk (x_n − shift)`` ``[R, K, D]``.
-        sum_f: ``Σ_n r_nk F(x_n − shift)`` ``[R, K, Q]``.
+        sum_f: ``Σ_n r_nk F(x_n − shift)`` ``[R, K, Q]`` (shared covariance types: only the
+            total over components, ``[R, 1, Q]``).
         log_likelihood: ``Σ_n log p(x_n)`` ``[R]``.
         num_points: N ``[]``.
     """
@@ -179,6 +180,7 @@ class GaussianMixtureEM(nn.Module):
         counts, sum_x = torch.zeros(r * k, **f64), torch.zeros(r * k, d, **f64)
         sum_f, loglik = torch.zeros(r * k, q, **f64), torch.zeros(r, **f64)
         coef = self._coefficients()
+        shared = self.cov.shared
         buffer = None
         start = 0
         for chunk in self._chunks(x):
@@ -196,9 +198,12 @@ class GaussianMixtureEM(nn.Module):
             start += n
             counts += r_chunk.sum(0)
             sum_x += r_chunk.T @ xc
-            sum_f += r_chunk.T @ feats
-        return EMStatistics(counts.reshape(r, k), sum_x.reshape(r, k, d),
-                            sum_f.reshape(r, k, q), loglik,
+            if shared:  # only Σ_k Σ_n r_nk F(x_n) is needed: one row per restart
+                sum_f[:r] += r_chunk.reshape(n, r, k).sum(-1).T @ feats
+            else:
+                sum_f += r_chunk.T @ feats
+        sum_f = sum_f[:r].reshape(r, 1, q) if shared else sum_f.reshape(r, k, q)
+        return EMStatistics(counts.reshape(r, k), sum_x.reshape(r, k, d), sum_f, loglik,
                             torch.tensor(float(x.shape[0]), **f64))
 
     @torch.no_grad()

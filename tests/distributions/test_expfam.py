@@ -1,0 +1,87 @@
+"""The exponential-family view used by EM: F(x)·A + x·b + c and closed-form estimates."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from mixtures.distributions import (
+    DiagCovariance,
+    FullCovariance,
+    ScalarCovariance,
+    SharedFullCovariance,
+    SharedScalarCovariance,
+    UnitCovariance,
+    component_log_prob,
+    expfam_log_prob,
+)
+
+TYPES = {
+    "unit": lambda: UnitCovariance(2.0),
+    "scalar": ScalarCovariance,
+    "shared_scalar": SharedScalarCovariance,
+    "diag": DiagCovariance,
+    "full": FullCovariance,
+    "shared_full": SharedFullCovariance,
+}
+D, K, N = 3, 4, 60
+
+
+def _problem(name: str, batch: tuple[int, ...], seed: int = 0):
+    gen = torch.Generator().manual_seed(seed)
+    cov = TYPES[name]()
+    raw = torch.randn(*batch, *cov.raw_shape(K, D), dtype=torch.float64, generator=gen)
+    means = torch.randn(*batch, K, D, dtype=torch.float64, generator=gen)
+    x = 3.0 * torch.randn(N, D, dtype=torch.float64, generator=gen)
+    return cov, raw, means, x
+
+
+@pytest.mark.parametrize("batch", [(), (2,)])
+@pytest.mark.parametrize("name", list(TYPES))
+def test_coefficients_give_the_gaussian_log_density(name, batch):
+    cov, raw, means, x = _problem(name, batch)
+    quad, lin, const = cov.coefficients(raw, means)
+    fast = expfam_log_prob(cov.moment_features(x), x, quad, lin, const)  # [N, *batch, K]
+    xx = x.reshape(N, *([1] * len(batch)), D).expand(N, *batch, D)
+    torch.testing.assert_close(fast, component_log_prob(xx, means, raw, cov),
+                               rtol=1e-10, atol=1e-10)
+    # the shared-covariance shortcut (stride-0 quadratic term) equals the general product
+    general = expfam_log_prob(cov.moment_features(x), x, quad.contiguous(), lin, const)
+    torch.testing.assert_close(fast, general, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("name", list(TYPES))
+def test_moment_features_fill_a_reused_buffer(name):
+    cov, _, _, x = _problem(name, ())
+    expected = cov.moment_features(x)
+    buffer = torch.empty(N + 5, cov.feature_size(D), dtype=torch.float64)
+    torch.testing.assert_close(cov.moment_features(x, out=buffer), expected)
+
+
+@pytest.mark.parametrize("batch", [(), (2,)])
+@pytest.mark.parametrize("name", list(TYPES))
+def test_estimate_equals_weighted_moments(name, batch):
+    """M-step from sums = the weighted mean and the (pooled) weighted covariance + reg."""
+    cov, _, _, x = _problem(name, batch, seed=1)
+    gen = torch.Generator().manual_seed(2)
+    resp = torch.softmax(torch.randn(N, *batch, K, dtype=torch.float64, generator=gen), -1)
+    feats = cov.moment_features(x)
+    counts = resp.sum(0)
+    sum_x = torch.einsum("n...k,nd->...kd", resp, x)
+    sum_f = torch.einsum("n...k,nq->...kq", resp, feats)
+    means, raw = cov.estimate(counts, sum_x, sum_f, reg=1e-3)
+    torch.testing.assert_close(means, sum_x / counts[..., None])
+    if name == "unit":
+        assert raw.shape[-1] == 0
+        return
+    diff = x.reshape(N, *([1] * len(batch)), 1, D) - means
+    dense = torch.einsum("n...k,n...ki,n...kj->...kij", resp, diff, diff) / counts[..., None, None]
+    if cov.shared:
+        w = counts[..., None, None]
+        dense = (w * dense).sum(-3, keepdim=True) / w.sum(-3, keepdim=True)
+    dense = dense + 1e-3 * torch.eye(D, dtype=torch.float64)
+    expected = cov.covariance(cov.from_covariance(dense, counts), D)
+    torch.testing.assert_close(cov.covariance(raw, D), expected, rtol=1e-10, atol=1e-12)
+    if cov.shared:  # the total over components is enough
+        _, raw_total = cov.estimate(counts, sum_x, sum_f.sum(-2, keepdim=True), reg=1e-3)
+        torch.testing.assert_close(raw_total, raw)
