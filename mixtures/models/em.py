@@ -189,10 +189,9 @@ class GaussianMixtureEM(nn.Module):
             feats = self.cov.moment_features(xc, out=buffer)  # [n, Q]
             buffer = feats  # reused: avoids a fresh allocation (page faults) per chunk
             if resp is None:
-                logp = expfam_log_prob(feats, xc, *coef)  # [n, R, K]
-                norm = torch.logsumexp(logp, -1)  # [n, R]
+                r_chunk, norm = _responsibilities(expfam_log_prob(feats, xc, *coef))
                 loglik += norm.sum(0)
-                r_chunk = (logp - norm.unsqueeze(-1)).exp_().reshape(n, r * k)  # [n, R·K]
+                r_chunk = r_chunk.reshape(n, r * k)  # [n, R·K]
             else:
                 r_chunk = resp[start:start + n].to(xc.dtype).reshape(n, r * k)
             start += n
@@ -275,6 +274,25 @@ class GaussianMixtureEM(nn.Module):
             buf = getattr(self, name)
             setattr(self, name, buf[index : index + 1].clone())
         self.num_restarts = 1
+
+
+def _responsibilities(logp: Tensor) -> tuple[Tensor, Tensor]:
+    """Softmax over K and its log-normaliser from ``logp`` ``[n, R, K]`` (overwritten).
+
+    Responsibilities below ``e²⁰·tiny`` of the largest are set to exactly 0 before the
+    exponential: on well-separated data most would otherwise be subnormal floats, which make
+    ``exp`` ~10× and the M-step's matrix products ~50× slower on x86 CPUs. The relative error is
+    below ``K·e⁻⁶⁷`` in float32 (``e⁻⁶⁸⁸`` in float64). One exponential pass serves both
+    outputs.
+    """
+    cut = math.log(torch.finfo(logp.dtype).tiny) + 20.0
+    top = logp.amax(-1, keepdim=True)  # [n, R, 1]
+    logp.sub_(top)
+    logp.masked_fill_(logp < cut, -math.inf)
+    resp = logp.exp_()
+    total = resp.sum(-1, keepdim=True)
+    resp.div_(total)
+    return resp, (top + total.log()).squeeze(-1)
 
 
 EM_INIT_METHODS = ("kmeans", "k-means++", "random", "random_from_data")
