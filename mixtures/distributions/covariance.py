@@ -20,6 +20,7 @@ component can never collapse to a singular covariance.
 
 from __future__ import annotations
 
+import functools
 import math
 from abc import ABC, abstractmethod
 
@@ -419,20 +420,57 @@ class FullCovariance(CovarianceType):
         return raw
 
     # -- exponential-family view --------------------------------------------------------------
-    # The features are the full outer products (Q = D²): forming them is one broadcast multiply
-    # and the matrix products run on contiguous memory; a packed triangle (Q = D(D+1)/2) halves
-    # the flops but needs a gather that costs more than it saves on CPUs.
+    # Features are the products x_i x_j over the lower *block* triangle of x xᵀ: D is cut into
+    # blocks of ``BLOCK`` features and each block pair (i ≥ j) is one broadcast multiply.
+    # Off-diagonal blocks hold each product once (coefficient doubled), diagonal blocks both
+    # orders. Measured at N = 800k, D = K = 32 on a 2-core CPU: the full D² outer product
+    # 0.745 s per EM iteration, blocks of 16 (Q = 768) 0.635 s, blocks of 8 (Q = 640) 0.888 s
+    # (the strided writes cost more than the flops saved), the packed triangle by gather worse.
+    BLOCK = 16
+
+    @staticmethod
+    @functools.lru_cache(maxsize=64)
+    def _block_layout(d: int, block: int) -> tuple[tuple[tuple[int, int, int, int], ...],
+                                                   list[int], list[int], list[float]]:
+        """Block pairs ``(start_i, stop_i, start_j, stop_j)`` and, per feature, its row,
+        column and coefficient multiplicity."""
+        edges = list(range(0, d, block)) + [d]
+        pairs, rows, cols, mult = [], [], [], []
+        for bi in range(len(edges) - 1):
+            for bj in range(bi + 1):
+                i0, i1, j0, j1 = edges[bi], edges[bi + 1], edges[bj], edges[bj + 1]
+                pairs.append((i0, i1, j0, j1))
+                for r in range(i0, i1):
+                    for c in range(j0, j1):
+                        rows.append(r)
+                        cols.append(c)
+                        mult.append(1.0 if bi == bj else 2.0)
+        return tuple(pairs), rows, cols, mult
+
+    def _layout(self, d: int, device: torch.device, dtype: torch.dtype):
+        pairs, rows, cols, mult = self._block_layout(d, self.BLOCK)
+        return (pairs, torch.tensor(rows, device=device), torch.tensor(cols, device=device),
+                torch.tensor(mult, device=device, dtype=dtype))
+
     def feature_size(self, num_features: int) -> int:
-        return num_features * num_features
+        return len(self._block_layout(num_features, self.BLOCK)[1])
 
     def moment_features(self, x: Tensor, out: Tensor | None = None) -> Tensor:
-        """Outer products ``x xᵀ`` flattened: ``[..., D]`` → ``[..., D²]``."""
+        """Products ``x_i x_j`` over the lower block triangle: ``[..., D]`` → ``[..., Q]``."""
+        d = x.shape[-1]
+        pairs = self._block_layout(d, self.BLOCK)[0]
+        q = self.feature_size(d)
         if out is None or x.dim() != 2 or out.shape[0] < x.shape[0]:
-            return (x.unsqueeze(-1) * x.unsqueeze(-2)).flatten(-2)
-        n, d = x.shape
-        view = out[:n]
-        torch.mul(x.unsqueeze(-1), x.unsqueeze(-2), out=view.view(n, d, d))
-        return view
+            out = x.new_empty(*x.shape[:-1], q)
+        else:
+            out = out[: x.shape[0]]
+        offset = 0
+        for i0, i1, j0, j1 in pairs:  # a few blocks of features, not points or components
+            width = (i1 - i0) * (j1 - j0)
+            view = out[..., offset : offset + width].unflatten(-1, (i1 - i0, j1 - j0))
+            torch.mul(x[..., i0:i1, None], x[..., None, j0:j1], out=view)
+            offset += width
+        return out
 
     def precision(self, raw: Tensor, num_features: int) -> Tensor:
         """``Λ = Σ⁻¹ = L⁻ᵀ L⁻¹`` from the triangular inverse of the Cholesky factor:
@@ -445,18 +483,26 @@ class FullCovariance(CovarianceType):
     def coefficients(self, raw: Tensor, means: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         d = means.shape[-1]
         prec = self.precision(raw, d)  # [..., K or 1, D, D]
-        quad = -0.5 * prec.flatten(-2)  # [..., K or 1, D²]
+        _, rows, cols, mult = self._layout(d, prec.device, prec.dtype)
+        quad = -0.5 * prec[..., rows, cols] * mult  # [..., K or 1, Q]
         lin = (prec @ means.unsqueeze(-1))[..., 0]  # Λ μ  [..., K, D]
         const = -0.5 * ((means * lin).sum(-1) + self.log_det(raw, d) + d * _LOG_2PI)
         return quad.expand(*means.shape[:-1], quad.shape[-1]), lin, const
+
+    def _unpack(self, sum_f: Tensor, d: int) -> Tensor:
+        """Symmetric ``[..., D, D]`` from block-triangle sums ``[..., Q]``."""
+        _, rows, cols, _ = self._layout(d, sum_f.device, sum_f.dtype)
+        second = sum_f.new_zeros(*sum_f.shape[:-1], d, d)
+        second[..., rows, cols] = sum_f
+        second[..., cols, rows] = sum_f
+        return second
 
     def _moment_covariance(self, counts: Tensor, sum_x: Tensor, sum_f: Tensor) -> Tensor:
         """Unregularised covariances ``[..., K, D, D]`` from the sums (expanded form; callers
         centre the data so that it is well conditioned)."""
         means = sum_x / counts[..., None]
         d = means.shape[-1]
-        second = sum_f.reshape(*sum_f.shape[:-1], d, d)
-        second = 0.5 * (second + second.transpose(-1, -2))
+        second = self._unpack(sum_f, d)
         return second / counts[..., None, None] - means.unsqueeze(-1) * means.unsqueeze(-2)
 
     def estimate(self, counts: Tensor, sum_x: Tensor, sum_f: Tensor,
@@ -490,8 +536,7 @@ class SharedFullCovariance(FullCovariance):
         # Σ_k N_k Σ_k' / N = (Σ_k S_k − Σ_k N_k μ_k μ_kᵀ) / N: only the total S is needed.
         means = sum_x / counts[..., None]
         d = means.shape[-1]
-        total = sum_f.sum(-2).reshape(*sum_f.shape[:-2], d, d)
-        total = 0.5 * (total + total.transpose(-1, -2))
+        total = self._unpack(sum_f.sum(-2), d)
         outer = torch.einsum("...k,...ki,...kj->...ij", counts, means, means)
         pooled = (total - outer) / counts.sum(-1)[..., None, None]
         eye = torch.eye(d, dtype=pooled.dtype, device=pooled.device)

@@ -24,25 +24,28 @@ TYPES = {
     "full": FullCovariance,
     "shared_full": SharedFullCovariance,
 }
-D, K, N = 3, 4, 60
+K, N = 4, 60
+D = 3
+DIMS = [3, 20]  # one feature block, and three (FullCovariance.BLOCK = 8)
 
 
-def _problem(name: str, batch: tuple[int, ...], seed: int = 0):
+def _problem(name: str, batch: tuple[int, ...], seed: int = 0, d: int = D):
     gen = torch.Generator().manual_seed(seed)
     cov = TYPES[name]()
-    raw = torch.randn(*batch, *cov.raw_shape(K, D), dtype=torch.float64, generator=gen)
-    means = torch.randn(*batch, K, D, dtype=torch.float64, generator=gen)
-    x = 3.0 * torch.randn(N, D, dtype=torch.float64, generator=gen)
+    raw = 0.3 * torch.randn(*batch, *cov.raw_shape(K, d), dtype=torch.float64, generator=gen)
+    means = torch.randn(*batch, K, d, dtype=torch.float64, generator=gen)
+    x = 3.0 * torch.randn(N, d, dtype=torch.float64, generator=gen)
     return cov, raw, means, x
 
 
+@pytest.mark.parametrize("d", DIMS)
 @pytest.mark.parametrize("batch", [(), (2,)])
 @pytest.mark.parametrize("name", list(TYPES))
-def test_coefficients_give_the_gaussian_log_density(name, batch):
-    cov, raw, means, x = _problem(name, batch)
+def test_coefficients_give_the_gaussian_log_density(name, batch, d):
+    cov, raw, means, x = _problem(name, batch, d=d)
     quad, lin, const = cov.coefficients(raw, means)
     fast = expfam_log_prob(cov.moment_features(x), x, quad, lin, const)  # [N, *batch, K]
-    xx = x.reshape(N, *([1] * len(batch)), D).expand(N, *batch, D)
+    xx = x.reshape(N, *([1] * len(batch)), d).expand(N, *batch, d)
     torch.testing.assert_close(fast, component_log_prob(xx, means, raw, cov),
                                rtol=1e-10, atol=1e-10)
     # the shared-covariance shortcut (stride-0 quadratic term) equals the general product
@@ -50,19 +53,22 @@ def test_coefficients_give_the_gaussian_log_density(name, batch):
     torch.testing.assert_close(fast, general, rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("d", DIMS)
 @pytest.mark.parametrize("name", list(TYPES))
-def test_moment_features_fill_a_reused_buffer(name):
-    cov, _, _, x = _problem(name, ())
+def test_moment_features_fill_a_reused_buffer(name, d):
+    cov, _, _, x = _problem(name, (), d=d)
     expected = cov.moment_features(x)
-    buffer = torch.empty(N + 5, cov.feature_size(D), dtype=torch.float64)
+    assert expected.shape == (N, cov.feature_size(d))
+    buffer = torch.empty(N + 5, cov.feature_size(d), dtype=torch.float64)
     torch.testing.assert_close(cov.moment_features(x, out=buffer), expected)
 
 
+@pytest.mark.parametrize("d", DIMS)
 @pytest.mark.parametrize("batch", [(), (2,)])
 @pytest.mark.parametrize("name", list(TYPES))
-def test_estimate_equals_weighted_moments(name, batch):
+def test_estimate_equals_weighted_moments(name, batch, d):
     """M-step from sums = the weighted mean and the (pooled) weighted covariance + reg."""
-    cov, _, _, x = _problem(name, batch, seed=1)
+    cov, _, _, x = _problem(name, batch, seed=1, d=d)
     gen = torch.Generator().manual_seed(2)
     resp = torch.softmax(torch.randn(N, *batch, K, dtype=torch.float64, generator=gen), -1)
     feats = cov.moment_features(x)
@@ -74,14 +80,14 @@ def test_estimate_equals_weighted_moments(name, batch):
     if name == "unit":
         assert raw.shape[-1] == 0
         return
-    diff = x.reshape(N, *([1] * len(batch)), 1, D) - means
+    diff = x.reshape(N, *([1] * len(batch)), 1, d) - means
     dense = torch.einsum("n...k,n...ki,n...kj->...kij", resp, diff, diff) / counts[..., None, None]
     if cov.shared:
         w = counts[..., None, None]
         dense = (w * dense).sum(-3, keepdim=True) / w.sum(-3, keepdim=True)
-    dense = dense + 1e-3 * torch.eye(D, dtype=torch.float64)
-    expected = cov.covariance(cov.from_covariance(dense, counts), D)
-    torch.testing.assert_close(cov.covariance(raw, D), expected, rtol=1e-10, atol=1e-12)
+    dense = dense + 1e-3 * torch.eye(d, dtype=torch.float64)
+    expected = cov.covariance(cov.from_covariance(dense, counts), d)
+    torch.testing.assert_close(cov.covariance(raw, d), expected, rtol=1e-10, atol=1e-12)
     if cov.shared:  # the total over components is enough
         _, raw_total = cov.estimate(counts, sum_x, sum_f.sum(-2, keepdim=True), reg=1e-3)
         torch.testing.assert_close(raw_total, raw)
