@@ -44,6 +44,9 @@ class GMMEM(MixtureModule):
         init: ``kmeans``, ``k-means++``, ``random`` or ``random_from_data``.
         kmeans_iters: Lloyd iterations of the ``kmeans`` init.
         seed: seed of the initialisation (restart r uses seed + r).
+        means_init: optional initial means ``[K][D]`` (in the data's units after any
+            standardisation); as in scikit-learn, weights and covariances still come from
+            ``init``, and the given means replace the estimated ones in every restart.
     """
 
     #: statistics must not see padded (duplicated) points under DDP
@@ -60,6 +63,7 @@ class GMMEM(MixtureModule):
         init: str = "kmeans",
         kmeans_iters: int = 100,
         seed: int = 0,
+        means_init: list[list[float]] | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["covariance"])
@@ -71,6 +75,13 @@ class GMMEM(MixtureModule):
             raise ValueError(f"model.init={init!r} is unknown; choose one of {EM_INIT_METHODS}.")
         if not tol >= 0:
             raise ValueError(f"model.tol must be ≥ 0, got {tol}.")
+        if means_init is not None:
+            shape = torch.as_tensor(means_init, dtype=torch.float64).shape
+            if shape != (num_components, num_features):
+                raise ValueError(
+                    f"model.means_init has shape {list(shape)}; expected [num_components, "
+                    f"num_features] = [{num_components}, {num_features}]."
+                )
         self.automatic_optimization = False
         self.model = GaussianMixtureEM(num_components, num_features, covariance,
                                        num_restarts=n_init, reg_covar=reg_covar)
@@ -95,6 +106,9 @@ class GMMEM(MixtureModule):
                                         self.hparams.init, self.hparams.seed,
                                         self.hparams.kmeans_iters)
         self.model.to(x.device).initialize_from_responsibilities(x, resp)
+        if self.hparams.means_init is not None:
+            given = torch.as_tensor(self.hparams.means_init, dtype=x.dtype, device=x.device)
+            self.model.means.copy_(given.expand_as(self.model.means))
 
     def configure_optimizers(self) -> None:
         return None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -85,3 +86,25 @@ def test_ddp_cpu_two_processes_equal_one(tmp_path):
     b = torch.load(tmp_path / "two" / "mixture.pt")
     for name in ("weights", "means", "covariances"):
         torch.testing.assert_close(b[name], a[name], rtol=1e-9, atol=1e-9)
+
+
+def test_given_initial_means(cfg_factory):
+    """model.means_init seeds the means (as scikit-learn's means_init); bad shapes fail early."""
+    means = "[[0.0,0.0],[5.0,5.0],[-5.0,5.0],[5.0,-5.0]]"
+    cfg = cfg_factory(["model=gmm_em", "logger=csv", "callbacks=none", "data.num_samples=2000",
+                       "data.num_components=4", "trainer.max_epochs=1", "test=false",
+                       f"model.means_init={means}", "model.tol=0"])
+    _, objects = train(cfg)
+    module = objects["model"]
+    x = objects["datamodule"].split("train")[0].double()
+    # after one M-step from the given means, the means are the data's responsibility-weighted
+    # means under the initial model: check the first E-step used the given means
+    engine = GaussianMixtureEM(4, 2, module.model.cov).double()
+    engine.initialize_from_responsibilities(
+        x, initial_responsibilities(x, 4, 1, "kmeans", seed=cfg.seed, kmeans_iters=100))
+    engine.means.copy_(torch.tensor(json.loads(means), dtype=torch.float64)[None])
+    engine.fit(x, max_iter=1, tol=-1)
+    torch.testing.assert_close(module.model.means.double(), engine.means, rtol=1e-4, atol=1e-4)
+    bad = cfg_factory(["model=gmm_em", "model.means_init=[[0.0,0.0]]"], sub="bad")
+    with pytest.raises(Exception, match="means_init has shape"):
+        train(bad)
