@@ -39,10 +39,21 @@ class MixtureModule(L.LightningModule):
     def num_mixture_parameters(self) -> int:
         """Free parameters, for BIC."""
 
-    @property
     @abstractmethod
+    def initialize_model(self, x: Tensor) -> None:
+        """Initialise ``self.model`` from the training points ``[N, D]`` (checked for K, D)."""
+
+    @property
     def num_components(self) -> int:
         """K."""
+        return self.model.num_components
+
+    def setup(self, stage: str) -> None:
+        """Create the clustering metrics; on ``fit``, initialise an uninitialised model from the
+        DataModule's training tensor (before DDP wraps it; a restored checkpoint overrides)."""
+        self.setup_scores()
+        if stage == "fit" and not bool(self.model.initialized):
+            self.initialize_model(self.checked_train_tensor())
 
     # -- shared ---------------------------------------------------------------------------------
     def train_tensor(self) -> Tensor | None:

@@ -93,15 +93,7 @@ class GMMEM(MixtureModule):
         self.register_buffer("n_iter", torch.zeros(r, dtype=torch.long))
         self._stats: EMStatistics | None = None
 
-    @property
-    def num_components(self) -> int:
-        return self.model.num_components
-
-    def setup(self, stage: str) -> None:
-        self.setup_scores()
-        if stage != "fit" or bool(self.model.initialized):
-            return
-        x = self.checked_train_tensor()
+    def initialize_model(self, x: Tensor) -> None:
         resp = initial_responsibilities(x, self.num_components, self.model.num_restarts,
                                         self.hparams.init, self.hparams.seed,
                                         self.hparams.kmeans_iters)

@@ -81,15 +81,7 @@ class GMMSGD(MixtureModule):
         self.register_buffer("num_reseeded", torch.zeros((), dtype=torch.long))
 
     # -- set-up -------------------------------------------------------------------------------
-    @property
-    def num_components(self) -> int:
-        return self.model.num_components
-
-    def setup(self, stage: str) -> None:
-        self.setup_scores()
-        if stage != "fit" or bool(self.model.initialized):
-            return
-        x = self.checked_train_tensor()
+    def initialize_model(self, x: Tensor) -> None:
         gen = torch.Generator(device=x.device).manual_seed(self.hparams.seed)
         self.model.initialize(x, self.hparams.init, gen, self.hparams.kmeans_iters)
 
