@@ -232,14 +232,11 @@ class GaussianMixture:
             if d != self.n_features_in_:
                 raise ValueError(f"warm_start: X has {d} features, the model {self.n_features_in_}"
                                  "; set warm_start=False to refit from scratch.")
-            em, lower, trace, converged = self._em, self.lower_bound_, [], False
-            for _ in range(self.max_iter):  # one engine iteration at a time: the first change is
-                current = float(em.fit(x, 1, 0.0)["lower_bound"][0])  # vs the previous fit's
-                trace.append(current)
-                converged, lower = abs(current - lower) < self.tol, current
-                if converged:
-                    break
-            self._report(torch.tensor(trace)[:, None], [converged])
+            em = self._em  # continue from the previous fit's parameters and lower bound
+            out = em.fit(x, self.max_iter, self.tol, lower_bound=torch.tensor(self.lower_bound_))
+            self._report(out["trace"], out["converged"].tolist())
+            converged, lower = bool(out["converged"][0]), float(out["lower_bound"][0])
+            trace = out["trace"][:, 0].tolist()
         else:
             em = self._engine(d, self.n_init).to(device, dtype)
             self._initialize(em, x)

@@ -121,20 +121,15 @@ class GMMEM(MixtureModule):
         stats = EMStatistics(*(strategy.reduce(t, reduce_op="sum")
                                for t in self._stats.as_tuple()))
         self._stats = None
-        current = stats.log_likelihood / stats.num_points  # [R] before this M-step
-        active = ~self.converged
-        self.model.m_step(stats, active)
+        self.model.em_step(stats, self.lower_bound, self.converged, self.n_iter,
+                           self.hparams.tol)
         for name in ("log_weights", "means", "raw_covariance"):
             if not bool(torch.isfinite(getattr(self.model, name)).all()):
                 raise FloatingPointError(
-                    f"EM produced a non-finite '{name}' at iteration {int(self.n_iter.max()) + 1}"
+                    f"EM produced a non-finite '{name}' at iteration {int(self.n_iter.max())}"
                     "; raise model.reg_covar, standardise the data, or train in float64 "
                     "(trainer.precision=64)."
                 )
-        change = current - self.lower_bound
-        self.lower_bound.copy_(torch.where(active, current, self.lower_bound))
-        self.n_iter += active.long()
-        self.converged |= active & (change.abs() < self.hparams.tol)
         best = int(self.lower_bound.argmax())
         self.log("train/nll", -self.lower_bound[best].float(), prog_bar=True)
         self.log("train/converged", self.converged.float().mean())

@@ -234,13 +234,30 @@ class GaussianMixtureEM(nn.Module):
                 mask = active.reshape(-1, *([1] * (buf.dim() - 1)))
                 buf.copy_(torch.where(mask, value, buf))
 
+    @torch.no_grad()
+    def em_step(self, stats: EMStatistics, lower_bound: Tensor, converged: Tensor,
+                n_iter: Tensor, tol: float) -> None:
+        """M-step from ``stats`` for the restarts not yet converged, and scikit-learn's
+        bookkeeping, in place: ``lower_bound`` ``[R]`` becomes the mean log-likelihood before
+        this M-step, ``n_iter`` ``[R]`` counts, ``converged`` ``[R]`` is set when the lower bound
+        changed by less than ``tol``."""
+        current = stats.log_likelihood / stats.num_points
+        active = ~converged
+        self.m_step(stats, active)
+        change = current - lower_bound
+        lower_bound.copy_(torch.where(active, current.to(lower_bound.dtype), lower_bound))
+        n_iter += active.long()
+        converged |= active & (change.abs() < tol)
+
     # -- full-batch driver ----------------------------------------------------------------------
     @torch.no_grad()
-    def fit(self, x: Tensor, max_iter: int = 100, tol: float = 1e-3) -> dict[str, Tensor]:
+    def fit(self, x: Tensor, max_iter: int = 100, tol: float = 1e-3,
+            lower_bound: Tensor | None = None) -> dict[str, Tensor]:
         """Iterate EM on ``x`` until every restart's mean log-likelihood changes by < ``tol``.
 
         Follows scikit-learn's loop: the lower bound of an iteration is the mean log-likelihood
-        of the parameters *before* its M-step.
+        of the parameters *before* its M-step. ``lower_bound`` ``[R]`` continues from an earlier
+        fit (a warm start); by default the first change is measured from −∞.
 
         Returns:
             ``converged`` ``[R]`` bool, ``n_iter`` ``[R]``, ``lower_bound`` ``[R]``, and
@@ -250,19 +267,14 @@ class GaussianMixtureEM(nn.Module):
         r = self.num_restarts
         dev = x.device
         lower = torch.full((r,), -math.inf, dtype=torch.float64, device=dev)
+        if lower_bound is not None:
+            lower.copy_(torch.as_tensor(lower_bound, dtype=torch.float64).expand(r))
         converged = torch.zeros(r, dtype=torch.bool, device=dev)
         n_iter = torch.zeros(r, dtype=torch.long, device=dev)
         trace = []
         for _ in range(max_iter):
-            active = ~converged
-            stats = self.statistics(x)
-            current = stats.log_likelihood / stats.num_points
-            self.m_step(stats, active)
-            change = current - lower
-            lower = torch.where(active, current, lower)
-            n_iter += active.long()
+            self.em_step(self.statistics(x), lower, converged, n_iter, tol)
             trace.append(lower.clone())
-            converged |= active & (change.abs() < tol)
             if bool(converged.all()):
                 break
         return {"converged": converged, "n_iter": n_iter, "lower_bound": lower,

@@ -24,6 +24,7 @@ from mixtures.distributions import (
     CovarianceType,
     FullCovariance,
     mixture_log_prob,
+    responsibilities,
     sample_mixture,
     weighted_log_prob,
 )
@@ -146,7 +147,7 @@ class GaussianMixtureModel(nn.Module):
     @torch.no_grad()
     def predict_proba(self, x: Tensor) -> Tensor:
         """Responsibilities ``[N, K]``."""
-        return self.weighted_log_prob(x).softmax(-1)
+        return responsibilities(self.weighted_log_prob(x))
 
     @torch.no_grad()
     def predict(self, x: Tensor) -> Tensor:
