@@ -1,5 +1,14 @@
 """The one home of Gaussian and mixture math (see DESIGN.md)."""
 
+from mixtures.distributions.conjugate import (
+    ConjugatePrior,
+    DiagNormalGamma,
+    NormalPrecision,
+    NormalWishart,
+    ScalarNormalGamma,
+    UnitNormalPrior,
+    kl_gamma,
+)
 from mixtures.distributions.covariance import (
     CovarianceType,
     DiagCovariance,
@@ -13,13 +22,32 @@ from mixtures.distributions.gaussian import (
     component_log_prob,
     expfam_log_prob,
     mixture_log_prob,
+    normalize_log_prob,
     responsibilities,
     sample_mixture,
     weighted_log_prob,
 )
+from mixtures.distributions.stick_breaking import (
+    expected_log_weights,
+    expected_weights,
+    kl_sticks,
+    stick_posterior,
+)
 
 __all__ = [
+    "ConjugatePrior",
     "CovarianceType",
+    "DiagNormalGamma",
+    "NormalPrecision",
+    "NormalWishart",
+    "ScalarNormalGamma",
+    "UnitNormalPrior",
+    "expected_log_weights",
+    "expected_weights",
+    "kl_gamma",
+    "kl_sticks",
+    "normalize_log_prob",
+    "stick_posterior",
     "DiagCovariance",
     "FullCovariance",
     "ScalarCovariance",

@@ -23,10 +23,14 @@ from __future__ import annotations
 import functools
 import math
 from abc import ABC, abstractmethod
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+if TYPE_CHECKING:
+    from mixtures.distributions.conjugate import ConjugatePrior
 
 __all__ = [
     "CovarianceType",
@@ -182,6 +186,13 @@ class CovarianceType(ABC):
             means ``[..., K, D]`` and raw covariance ``[..., K, P]`` (``[..., 1, P]`` shared).
         """
 
+    def conjugate_prior(self) -> ConjugatePrior:
+        """The conjugate Normal–precision prior of this type (variational Bayes, DPMM)."""
+        raise ValueError(
+            f"covariance type {type(self).__name__} has no conjugate prior in mixtures; "
+            "Bayesian mixtures support covariance=unit, scalar, diag or full."
+        )
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}(min_scale={self.min_scale})"
 
@@ -292,6 +303,11 @@ class UnitCovariance(_ElementwiseScale):
     def __repr__(self) -> str:
         return f"UnitCovariance(scale={self.fixed_scale})"
 
+    def conjugate_prior(self) -> ConjugatePrior:
+        from mixtures.distributions.conjugate import UnitNormalPrior
+
+        return UnitNormalPrior(self)
+
 
 class ScalarCovariance(_ElementwiseScale):
     """Isotropic ``σ_k² I`` with one learned σ per component (scikit-learn's "spherical")."""
@@ -308,6 +324,13 @@ class ScalarCovariance(_ElementwiseScale):
     def from_covariance(self, cov: Tensor, weights: Tensor | None = None) -> Tensor:
         var = cov.diagonal(dim1=-2, dim2=-1).mean(-1, keepdim=True)  # [..., K, 1]
         return self._unconstrain(var.clamp_min(0).sqrt())
+
+    def conjugate_prior(self) -> ConjugatePrior:
+        from mixtures.distributions.conjugate import ScalarNormalGamma
+
+        if self.shared:
+            return super().conjugate_prior()
+        return ScalarNormalGamma(self)
 
 
 class SharedScalarCovariance(ScalarCovariance):
@@ -343,6 +366,11 @@ class DiagCovariance(_ElementwiseScale):
 
     def from_covariance(self, cov: Tensor, weights: Tensor | None = None) -> Tensor:
         return self._unconstrain(cov.diagonal(dim1=-2, dim2=-1).clamp_min(0).sqrt())
+
+    def conjugate_prior(self) -> ConjugatePrior:
+        from mixtures.distributions.conjugate import DiagNormalGamma
+
+        return DiagNormalGamma(self)
 
 
 class FullCovariance(CovarianceType):
@@ -511,6 +539,13 @@ class FullCovariance(CovarianceType):
         cov = self._moment_covariance(counts, sum_x, sum_f)
         eye = torch.eye(cov.shape[-1], dtype=cov.dtype, device=cov.device)
         return means, self.from_covariance(cov + reg * eye, counts)
+
+    def conjugate_prior(self) -> ConjugatePrior:
+        from mixtures.distributions.conjugate import NormalWishart
+
+        if self.shared:
+            return super().conjugate_prior()
+        return NormalWishart(self)
 
 
 class SharedFullCovariance(FullCovariance):

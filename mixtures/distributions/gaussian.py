@@ -21,6 +21,7 @@ __all__ = [
     "expfam_log_prob",
     "mixture_log_prob",
     "weighted_log_prob",
+    "normalize_log_prob",
     "responsibilities",
     "sample_mixture",
 ]
@@ -95,6 +96,25 @@ def mixture_log_prob(
 def responsibilities(weighted: Tensor) -> Tensor:
     """Posterior component probabilities from ``weighted_log_prob`` output: softmax over K."""
     return torch.softmax(weighted, dim=-1)
+
+
+def normalize_log_prob(logp: Tensor) -> tuple[Tensor, Tensor]:
+    """Softmax over K and its log-normaliser from ``logp`` ``[..., K]`` (overwritten).
+
+    Responsibilities below ``e²⁰·tiny`` of the largest are set to exactly 0 before the
+    exponential: on well-separated data most would otherwise be subnormal floats, which make
+    ``exp`` ~10× and the M-step's matrix products ~50× slower on x86 CPUs. The relative error is
+    below ``K·e⁻⁶⁷`` in float32 (``e⁻⁶⁸⁸`` in float64). One exponential pass serves both
+    outputs.
+    """
+    cut = math.log(torch.finfo(logp.dtype).tiny) + 20.0
+    top = logp.amax(-1, keepdim=True)  # [..., 1]
+    logp.sub_(top)
+    logp.masked_fill_(logp < cut, -math.inf)
+    resp = logp.exp_()
+    total = resp.sum(-1, keepdim=True)
+    resp.div_(total)
+    return resp, (top + total.log()).squeeze(-1)
 
 
 def sample_mixture(

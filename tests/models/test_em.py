@@ -6,8 +6,13 @@ import pytest
 import torch
 
 from mixtures.data import make_blobs
-from mixtures.distributions import DiagCovariance, FullCovariance, SharedFullCovariance
-from mixtures.models.em import GaussianMixtureEM, _responsibilities, initial_responsibilities
+from mixtures.distributions import (
+    DiagCovariance,
+    FullCovariance,
+    SharedFullCovariance,
+    normalize_log_prob,
+)
+from mixtures.models.em import GaussianMixtureEM, initial_responsibilities
 
 
 def _engine(x, cov, restarts=1, chunk=None, init="kmeans", dtype=torch.float64):
@@ -54,7 +59,7 @@ def test_no_subnormal_responsibilities_on_separated_data():
     x, _, _ = make_blobs(3000, 16, 8, separation=8.0, seed=0)
     em = _engine(x, FullCovariance(), dtype=torch.float32)
     logp = em.weighted_log_prob(x)  # [N, 1, K]
-    resp, norm = _responsibilities(logp.clone())
+    resp, norm = normalize_log_prob(logp.clone())
     tiny = torch.finfo(torch.float32).tiny
     assert not bool(((resp > 0) & (resp < tiny)).any())
     assert bool((resp == 0).any())  # the cut did something on this data
