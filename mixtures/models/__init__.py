@@ -1,10 +1,12 @@
 """Plain ``torch.nn.Module`` mixture models, usable without Lightning."""
 
+from mixtures.models.dpmm import DPMM
 from mixtures.models.em import EMStatistics, GaussianMixtureEM
 from mixtures.models.gmm import INIT_METHODS, GaussianMixtureModel
 from mixtures.models.kmeans import kmeans, kmeans_plusplus
 
 __all__ = [
+    "DPMM",
     "EMStatistics",
     "GaussianMixtureEM",
     "GaussianMixtureModel",
