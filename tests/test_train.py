@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -44,6 +45,11 @@ def test_every_combination_composes_and_runs(cfg_factory, tmp_path, model, covar
     else:
         overrides += ["data.num_samples=400"]
     cfg = cfg_factory(overrides)
+    if model.startswith("dpmm") and covariance.startswith("shared"):
+        # conjugate priors exist for unit / scalar / diag / full only: a clear error
+        with pytest.raises(InstantiationException, match="no conjugate prior"):
+            train(cfg)
+        return
     metrics, objects = train(cfg)
     assert np.isfinite(metrics["test/nll"])
     assert objects["model"].hparams.num_features == (3 if data == "file" else 2)
@@ -182,3 +188,14 @@ def test_float64_by_config(cfg_factory):
     metrics, objects = train(cfg)
     assert objects["model"].model.means.dtype == torch.float64
     assert metrics["test/nll"] < 4.3
+
+
+@pytest.mark.parametrize("covariance", ["unit", "scalar", "diag", "full"])
+def test_dpmm_presets_pick_their_covariance(cfg_factory, covariance):
+    """`model=dpmm_<type>` selects the covariance group; a command-line `covariance=` wins."""
+    cfg = cfg_factory([f"model=dpmm_{covariance}"])
+    assert cfg.covariance._target_.lower().endswith(f"{covariance}covariance")
+    assert cfg.model._target_ == "mixtures.lit.DPMMModule"
+    other = "full" if covariance != "full" else "diag"
+    cfg = cfg_factory([f"model=dpmm_{covariance}", f"covariance={other}"], sub="override")
+    assert cfg.covariance._target_.lower().endswith(f"{other}covariance")

@@ -18,7 +18,7 @@ from lightning.pytorch.loggers import TensorBoardLogger  # noqa: E402
 from matplotlib.patches import Ellipse  # noqa: E402
 from torch import Tensor  # noqa: E402
 
-__all__ = ["MixtureFigure", "mixture_figure"]
+__all__ = ["MixtureFigure", "mixture_figure", "weight_figure"]
 
 
 def _projection(x: Tensor) -> Tensor:
@@ -65,8 +65,26 @@ def mixture_figure(x: Tensor, labels: Tensor, params: dict[str, Tensor], title: 
     return fig
 
 
+def weight_figure(weights: Tensor, threshold: float | None = None, title: str = ""):
+    """Bar chart of the mixing weights ``[K]`` sorted in decreasing order, on a log scale (the
+    weight spectrum of a Dirichlet-process mixture: how many components carry the data)."""
+    w = weights.detach().double().cpu().sort(descending=True).values.clamp_min(1e-12)
+    fig, ax = plt.subplots(figsize=(6, 3), dpi=80)
+    ax.bar(range(1, w.numel() + 1), w.numpy(), color="tab:blue")
+    if threshold is not None:
+        ax.axhline(threshold, color="tab:red", lw=1, ls="--", label=f"active > {threshold:g}")
+        ax.legend(loc="upper right")
+    ax.set_yscale("log")
+    ax.set_xlabel("component (sorted)")
+    ax.set_ylabel("weight")
+    ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
 class MixtureFigure(L.Callback):
-    """Every ``every_n_epochs`` validation epochs, log the figure to TensorBoard.
+    """Every ``every_n_epochs`` validation epochs, log the mixture figure (``val/mixture``) and
+    the weight spectrum (``val/weights``) to TensorBoard.
 
     Args:
         every_n_epochs: period in epochs.
@@ -95,6 +113,11 @@ class MixtureFigure(L.Callback):
             labels = pl_module.predict_labels(x.to(pl_module.device))
         fig = mixture_figure(x, labels, pl_module.mixture_parameters(),
                              title=f"epoch {epoch}")
+        params = pl_module.mixture_parameters()
+        threshold = getattr(pl_module.hparams, "active_threshold", None)
+        spectrum = weight_figure(params["weights"], threshold, title=f"epoch {epoch}")
         for lg in loggers:
             lg.experiment.add_figure("val/mixture", fig, global_step=trainer.global_step)
+            lg.experiment.add_figure("val/weights", spectrum, global_step=trainer.global_step)
         plt.close(fig)
+        plt.close(spectrum)

@@ -34,6 +34,7 @@ class TensorBatches:
         epoch: callable returning the current epoch (the shuffle's second seed).
         rank: this process's rank; world_size: number of processes.
         pad: pad shards to equal length by wrapping around (training under DDP).
+        equal_steps: give every rank the same number of batches (training under DDP).
     """
 
     def __init__(
@@ -47,8 +48,10 @@ class TensorBatches:
         rank: int = 0,
         world_size: int = 1,
         pad: bool = False,
+        equal_steps: bool = False,
     ) -> None:
         self.x, self.y = x, y
+        self.equal_steps = equal_steps or pad
         self.batch_size = batch_size
         self.shuffle, self.seed = shuffle, seed
         self.epoch = epoch or (lambda: 0)
@@ -61,7 +64,13 @@ class TensorBatches:
         return len(range(self.rank, n, self.world_size))
 
     def __len__(self) -> int:
-        size = self._shard_size()
+        # Training ranks must run the same number of steps (collectives must match): unpadded
+        # shards, which differ by at most one point, take the largest shard's batch count (the
+        # smaller ones end with an empty batch).
+        if self.equal_steps:
+            size = math.ceil(self.x.shape[0] / self.world_size)
+        else:
+            size = self._shard_size()
         if self.batch_size is None:
             return 1 if size > 0 else 0
         return math.ceil(size / self.batch_size)
@@ -85,7 +94,7 @@ class TensorBatches:
         idx = self._indices()
         size = self.x.shape[0] if idx is None else idx.numel()
         step = size if self.batch_size is None else self.batch_size
-        for start in range(0, size, max(step, 1)):
+        for start in range(0, len(self) * max(step, 1), max(step, 1)):  # may end with empty
             if idx is None:
                 sl = slice(start, start + step)
                 xb = self.x[sl]
@@ -238,6 +247,7 @@ class InMemoryDataModule(L.LightningDataModule):
             # Gradient training needs equal batch counts per rank (padding, as DistributedSampler
             # does); summed statistics (EM) need every point exactly once.
             pad=train and world > 1 and not self._exact_statistics(),
+            equal_steps=train,
         )
 
     def train_dataloader(self) -> TensorBatches:

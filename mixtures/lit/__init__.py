@@ -1,7 +1,8 @@
 """LightningModules: one training regime per model family (steps, metrics, logging)."""
 
 from mixtures.lit.base import MixtureModule
+from mixtures.lit.dpmm import DPMMModule
 from mixtures.lit.gmm_em import GMMEM
 from mixtures.lit.gmm_sgd import GMMSGD
 
-__all__ = ["GMMEM", "GMMSGD", "MixtureModule"]
+__all__ = ["DPMMModule", "GMMEM", "GMMSGD", "MixtureModule"]
