@@ -119,7 +119,8 @@ def test_resume_equals_uninterrupted(cfg_factory):
                          "callbacks=default", "callbacks.mixture_figure=null"], sub="first")
     train(first)
     ckpt = Path(first.paths.output_dir) / "checkpoints" / "last.ckpt"
-    _, resumed = train(cfg_factory([*base, "trainer.max_epochs=6", f"ckpt_path={ckpt}"],
+    _, resumed = train(cfg_factory([*base, "trainer.max_epochs=6", f"ckpt_path={ckpt}",
+                                    "callbacks=default", "callbacks.mixture_figure=null"],
                                    sub="resumed"))
     for name, value in whole["model"].model.state_dict().items():
         torch.testing.assert_close(resumed["model"].model.state_dict()[name], value,
