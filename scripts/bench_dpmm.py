@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import sklearn
 import torch
+from _machine import Contention, log  # noqa: E402  (scripts/ is on sys.path when run)
 from sklearn.cluster import kmeans_plusplus
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.mixture import BayesianGaussianMixture
@@ -55,65 +56,6 @@ D, K_TRUE, K = 16, 5, 20
 TEST_FRACTION = 0.2
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 LOG_2, LOG_2PI = math.log(2.0), math.log(2.0 * math.pi)
-
-
-def log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def _busy_seconds() -> float | None:
-    """CPU-seconds all processes have spent busy since boot (/proc/stat), or None."""
-    try:
-        with open("/proc/stat") as f:
-            ticks = [int(v) for v in f.readline().split()[1:9]]
-    except (OSError, ValueError):
-        return None
-    return (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")
-
-
-class Clock:
-    """Wall time of a block, and the share of the machine's CPU time that *other* processes used
-    meanwhile (the machine is shared; high shares mean slowed timings)."""
-
-    #: before timing, wait up to this many seconds for other processes to use < 15% of the CPUs
-    quiet_wait = 0.0
-
-    def __init__(self, device: torch.device) -> None:
-        self.device = device
-
-    @classmethod
-    def wait_for_quiet(cls, threshold: float = 0.15) -> None:
-        deadline = time.perf_counter() + cls.quiet_wait
-        cpus = os.cpu_count() or 1
-        while time.perf_counter() < deadline:
-            start, busy = time.perf_counter(), _busy_seconds()
-            if busy is None:
-                return
-            time.sleep(0.25)
-            if (_busy_seconds() - busy) / ((time.perf_counter() - start) * cpus) < threshold:
-                return
-
-    def __enter__(self) -> Clock:
-        self.wait_for_quiet()
-        sync(self.device)
-        self._busy, self._own = _busy_seconds(), time.process_time()
-        self._start = time.perf_counter()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        sync(self.device)
-        self.seconds = time.perf_counter() - self._start
-        busy = _busy_seconds()
-        if busy is None or self._busy is None or self.seconds <= 0:
-            self.others = float("nan")
-            return
-        others = max(0.0, (busy - self._busy) - (time.process_time() - self._own))
-        self.others = others / (self.seconds * (os.cpu_count() or 1))
 
 
 # -- the reference recipe (torch_dpmm), re-implemented -------------------------------------------
@@ -348,11 +290,12 @@ def fit_ours(x: Tensor, full: bool, args: argparse.Namespace,
     model = DPMM(K, D, FullCovariance() if full else DiagCovariance())
     model = model.to(device=x.device, dtype=x.dtype)
     out = Fit("ours+moves" if moves else "ours")
-    with Clock(x.device) as init:
+    con = Contention(args.quiet_wait)
+    with con.timed(x.device) as init:
         model.initialize(x, seed=args.seed)
     opt = torch.optim.SGD(model.parameters(), lr=1.0)
     prev = None
-    with Clock(x.device) as run:
+    with con.timed(x.device) as run:
         for it in range(1, args.max_iter + 1):
             opt.zero_grad()
             _, neg_elbo = model(x)
@@ -369,7 +312,7 @@ def fit_ours(x: Tensor, full: bool, args: argparse.Namespace,
                 break
             prev = elbo
     out.init_s, out.fit_s = init.seconds, run.seconds
-    out.others = (init.others * init.seconds + run.others * run.seconds) / out.total_s
+    out.others = con.share()
     with torch.no_grad():
         out.mixture = (model.weights, model.means, model.covariances)
     return out, model
@@ -396,11 +339,12 @@ def fit_sklearn(x: np.ndarray, full: bool, max_iter: int, args: argparse.Namespa
     out = Fit("sklearn")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        with Clock(torch.device("cpu")) as run:
+        con = Contention(args.quiet_wait)
+        with con.timed(torch.device("cpu")) as run:
             bgm.fit(x)
     out.init_s = bgm.init_seconds_
     out.fit_s = run.seconds - out.init_s
-    out.others, out.iters, out.converged = run.others, bgm.n_iter_, bool(bgm.converged_)
+    out.others, out.iters, out.converged = con.share(), bgm.n_iter_, bool(bgm.converged_)
     covs = torch.from_numpy(bgm.covariances_)
     out.mixture = (torch.from_numpy(bgm.weights_), torch.from_numpy(bgm.means_),
                    covs if full else torch.diag_embed(covs))
@@ -415,11 +359,12 @@ def fit_reference(x: Tensor, full: bool, args: argparse.Namespace
     model = ReferenceDPMM(K, D, full, 1.0 / K, xd.mean(0), 1.0, float(D), scale,
                           args.reference_mahalanobis).to(device=x.device, dtype=x.dtype)
     out = Fit("reference")
-    with Clock(x.device) as init:
+    con = Contention(args.quiet_wait)
+    with con.timed(x.device) as init:
         model.initialize(x, args.seed)
     opt = torch.optim.SGD(model.parameters(), lr=1.0)
     prev = None
-    with Clock(x.device) as run:
+    with con.timed(x.device) as run:
         for it in range(1, args.max_iter + 1):
             opt.zero_grad()
             _, loss = model(x)
@@ -431,11 +376,11 @@ def fit_reference(x: Tensor, full: bool, args: argparse.Namespace
                 out.converged = True
                 break
             prev = elbo
-            if time.perf_counter() - run._start > args.budget:
+            if time.perf_counter() - run.start > args.budget:
                 out.capped = it < args.max_iter
                 break
     out.init_s, out.fit_s = init.seconds, run.seconds
-    out.others = (init.others * init.seconds + run.others * run.seconds) / out.total_s
+    out.others = con.share()
     out.mixture = model.mixture()
     return out, model
 
@@ -553,7 +498,6 @@ def main() -> None:
     args = parser.parse_args()
 
     torch.set_num_threads(args.threads)
-    Clock.quiet_wait = args.quiet_wait
     device = torch.device(args.device)
     dtype = DTYPES[args.dtype]
     print_header(args, device)
