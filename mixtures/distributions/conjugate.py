@@ -53,6 +53,8 @@ from mixtures.distributions.gaussian import expfam_log_prob
 __all__ = [
     "ConjugatePrior",
     "NormalPrecision",
+    "PrecisionDraw",
+    "PriorSettings",
     "UnitNormalPrior",
     "ScalarNormalGamma",
     "DiagNormalGamma",
@@ -78,6 +80,23 @@ class NormalPrecision:
     mean: Tensor
     nu: Tensor
     scatter: Tensor
+
+
+@dataclass
+class PrecisionDraw:
+    """Draws ``(μ, Λ)`` from a Normal–precision distribution (reparameterised).
+
+    Attributes:
+        mean: ``μ`` ``[S, ..., K, D]`` (relative to the prior mean).
+        precision: ``Λ`` in the covariance type's form (see
+            :meth:`CovarianceType.precision_coefficients`): ``[S, ..., K, 1]`` for unit and
+            scalar, ``[S, ..., K, D]`` for diag, dense ``[S, ..., K, D, D]`` for full.
+        log_det: ``log |Λ|`` ``[S, ..., K]``.
+    """
+
+    mean: Tensor
+    precision: Tensor
+    log_det: Tensor
 
 
 def kl_gamma(a: Tensor, b: Tensor, a0: Tensor, b0: Tensor) -> Tensor:
@@ -217,6 +236,43 @@ class ConjugatePrior(ABC):
         """Dense ``E[Λ]⁻¹ = Ψ / ν`` ``[..., K, D, D]`` (scikit-learn's ``covariances_``)."""
         return self.cov.covariance(self.expected_covariance_raw(q), q.mean.shape[-1])
 
+    # -- draws (black-box / reparameterised variational inference) ------------------------------
+    @abstractmethod
+    def _rsample_precision(self, q: NormalPrecision, num_samples: int
+                           ) -> tuple[Tensor, Tensor, Tensor]:
+        """``Λ ~ q`` by reparameterisation: ``(precision, log |Λ|, noise)`` where ``noise``
+        ``[S, ..., K, D]`` is a draw of ``N(0, Λ⁻¹)`` (the mean's noise before ``1/√β``)."""
+
+    @abstractmethod
+    def _quadratic_form(self, precision: Tensor, v: Tensor) -> Tensor:
+        """``vᵀ Λ v``: ``[..., K, D]`` → ``[..., K]``."""
+
+    @abstractmethod
+    def _log_density_precision(self, p: NormalPrecision, precision: Tensor,
+                               log_det: Tensor) -> Tensor:
+        """``log p(Λ)`` ``[S, ..., K]`` of drawn precisions."""
+
+    def rsample(self, q: NormalPrecision, num_samples: int) -> PrecisionDraw:
+        """``S`` reparameterised draws ``Λ ~ q(Λ)``, ``μ | Λ ~ N(m, (β Λ)⁻¹)``; gradients flow
+        to every parameter of ``q`` (implicit reparameterisation for the Gamma / χ² parts).
+        Uses torch's global generator (seed with ``torch.manual_seed``)."""
+        precision, log_det, noise = self._rsample_precision(q, num_samples)
+        mean = q.mean + noise / q.beta.sqrt()[..., None]
+        return PrecisionDraw(mean, precision, log_det)
+
+    def log_density(self, p: NormalPrecision, draw: PrecisionDraw) -> Tensor:
+        """``log p(μ, Λ)`` of draws under the Normal–precision distribution ``p``:
+        ``[S, ..., K]``."""
+        d = draw.mean.shape[-1]
+        maha = self._quadratic_form(draw.precision, draw.mean - p.mean)
+        log_normal = 0.5 * (d * (p.beta.log() - _LOG_2PI) + draw.log_det - p.beta * maha)
+        return log_normal + self._log_density_precision(p, draw.precision, draw.log_det)
+
+    def draw_coefficients(self, draw: PrecisionDraw) -> tuple[Tensor, Tensor, Tensor]:
+        """Coefficients ``(A, b, c)`` of ``log N(x | μ, Λ⁻¹)`` for every draw and component,
+        ``[S, ..., K, ·]``, for :func:`expfam_log_prob` (one matrix product scores all)."""
+        return self.cov.precision_coefficients(draw.precision, draw.log_det, draw.mean)
+
 
 class UnitNormalPrior(ConjugatePrior):
     """Fixed covariance ``σ² I``; prior ``μ ~ N(m₀, σ² / β₀ I)``."""
@@ -253,6 +309,21 @@ class UnitNormalPrior(ConjugatePrior):
         scalar = ScalarCovariance(self.cov.min_scale)
         return expfam_log_prob(scalar.moment_features(x), x, *scalar.coefficients(raw, q.mean))
 
+    def _rsample_precision(self, q: NormalPrecision, num_samples: int
+                           ) -> tuple[Tensor, Tensor, Tensor]:
+        d, sigma = q.mean.shape[-1], self.cov.fixed_scale
+        shape = (num_samples, *q.mean.shape)
+        noise = sigma * torch.randn(shape, dtype=q.mean.dtype, device=q.mean.device)
+        precision = q.mean.new_full((*shape[:-1], 1), sigma**-2)
+        return precision, q.mean.new_full(shape[:-1], -2.0 * d * math.log(sigma)), noise
+
+    def _quadratic_form(self, precision: Tensor, v: Tensor) -> Tensor:
+        return precision[..., 0] * v.square().sum(-1)
+
+    def _log_density_precision(self, p: NormalPrecision, precision: Tensor,
+                               log_det: Tensor) -> Tensor:
+        return torch.zeros_like(log_det)
+
     def sample_predictive(self, q: NormalPrecision, labels: Tensor,
                           generator: torch.Generator | None = None) -> Tensor:
         sigma = self.cov.fixed_scale * (1.0 + 1.0 / q.beta[labels]).sqrt()
@@ -283,6 +354,24 @@ class _GammaPrior(ConjugatePrior):
         a, b = self._shape_rate(q)
         a0, b0 = self._shape_rate(p)
         return kl_gamma(a, b, a0, b0).sum(-1)
+
+    def _rsample_precision(self, q: NormalPrecision, num_samples: int
+                           ) -> tuple[Tensor, Tensor, Tensor]:
+        a, b = self._shape_rate(q)
+        a = a.expand(b.shape)  # [..., K, 1 or D]
+        lam = torch.distributions.Gamma(a, b, validate_args=False).rsample((num_samples,))  # [S, ..., K, 1 or D]
+        d = q.mean.shape[-1]
+        log_det = lam.log().sum(-1) * (1 if self.per_feature else d)
+        eps = torch.randn((num_samples, *q.mean.shape), dtype=q.mean.dtype, device=q.mean.device)
+        return lam, log_det, eps / lam.sqrt()
+
+    def _quadratic_form(self, precision: Tensor, v: Tensor) -> Tensor:
+        return (precision * v.square()).sum(-1)
+
+    def _log_density_precision(self, p: NormalPrecision, precision: Tensor,
+                               log_det: Tensor) -> Tensor:
+        a, b = self._shape_rate(p)
+        return torch.distributions.Gamma(a, b, validate_args=False).log_prob(precision).sum(-1)
 
     def predictive_terms(self, q: NormalPrecision, num_features: int
                          ) -> tuple[Tensor, Tensor, Tensor]:
@@ -368,9 +457,134 @@ class NormalWishart(ConjugatePrior):
                 + torch.mvlgamma(p.nu / 2, d) - torch.mvlgamma(q.nu / 2, d)
                 + 0.5 * (q.nu - p.nu) * self._multi_digamma(q.nu / 2, d))
 
+    def _rsample_precision(self, q: NormalPrecision, num_samples: int
+                           ) -> tuple[Tensor, Tensor, Tensor]:
+        # Bartlett: Λ = U Uᵀ with U = L_Ψ⁻ᵀ A, A lower triangular with A_ii² ~ χ²(ν − i) and
+        # standard-normal entries below (L_Ψ⁻ᵀ is a square root of the scale Ψ⁻¹; the Wishart
+        # is invariant under rotations of the factor). Then Λ⁻¹ = L_Ψ A⁻ᵀ A⁻¹ L_Ψᵀ, so
+        # L_Ψ A⁻ᵀ ε ~ N(0, Λ⁻¹): two triangular solves, no inverse, no Cholesky of Λ.
+        d = q.mean.shape[-1]
+        dt, dev = q.mean.dtype, q.mean.device
+        shape = (num_samples, *q.mean.shape[:-1])  # [S, ..., K]
+        dof = q.nu[..., None] - torch.arange(d, dtype=dt, device=dev)  # [..., K, D]
+        chi2 = torch.distributions.Gamma(dof / 2, torch.full_like(dof, 0.5), validate_args=False).rsample(
+            (num_samples,))  # [S, ..., K, D]
+        diag = chi2.sqrt()
+        below = torch.randn((*shape, d, d), dtype=dt, device=dev).tril(-1)
+        factor = below + torch.diag_embed(diag)  # A
+        tril_psi = torch.linalg.cholesky(q.scatter)  # [..., K, D, D]
+        root = torch.linalg.solve_triangular(tril_psi.transpose(-1, -2).expand(*shape, d, d),
+                                             factor, upper=True)  # U = L_Ψ⁻ᵀ A
+        precision = root @ root.transpose(-1, -2)
+        log_det = 2.0 * (diag.log().sum(-1) - tril_psi.diagonal(dim1=-2, dim2=-1).log().sum(-1))
+        eps = torch.randn((*shape, d, 1), dtype=dt, device=dev)
+        z = torch.linalg.solve_triangular(factor.transpose(-1, -2), eps, upper=True)  # A⁻ᵀ ε
+        return precision, log_det, (tril_psi @ z)[..., 0]
+
+    def _quadratic_form(self, precision: Tensor, v: Tensor) -> Tensor:
+        return (v.unsqueeze(-2) @ precision @ v.unsqueeze(-1))[..., 0, 0]
+
+    def _log_density_precision(self, p: NormalPrecision, precision: Tensor,
+                               log_det: Tensor) -> Tensor:
+        d = precision.shape[-1]
+        trace = (p.scatter * precision).sum((-2, -1))  # tr(Ψ Λ), both symmetric
+        return (0.5 * (p.nu - d - 1) * log_det - 0.5 * trace - 0.5 * p.nu * d * math.log(2.0)
+                + 0.5 * p.nu * self._log_det_scatter(p.scatter) - torch.mvlgamma(p.nu / 2, d))
+
     def predictive_terms(self, q: NormalPrecision, num_features: int
                          ) -> tuple[Tensor, Tensor, Tensor]:
         # t_{ν−D+1}(m, Ψ (β + 1) / (β (ν − D + 1)))
         dof = q.nu - num_features + 1
         factor = (q.beta + 1) / (q.beta * dof)
         return self.cov.from_covariance(q.scatter * factor[..., None, None]), dof, False
+
+
+class PriorSettings:
+    """Prior hyper-parameters of a Bayesian Gaussian mixture, with scikit-learn's names and
+    defaults (``BayesianGaussianMixture``), validated once; data-dependent defaults are resolved
+    by :meth:`mean` and :meth:`scatter`. Shared by the DPMM and the variational GMM.
+
+    Args:
+        covariance: the covariance type (``unit``, ``scalar``, ``diag`` or ``full``).
+        num_components: K; num_features: D.
+        weight_concentration_prior: α of the weights' prior (None: 1 / K).
+        mean_precision_prior: β₀ > 0.
+        mean_prior: m₀ ``[D]`` (None: the data mean).
+        degrees_of_freedom_prior: ν₀ (None: D; ν₀ > D − 1 for ``full``, > 0 otherwise).
+        covariance_prior: Ψ₀ — a float (times the identity), a ``[D]`` diagonal or a ``[D, D]``
+            matrix, projected onto the covariance type (None: the data covariance).
+    """
+
+    def __init__(self, covariance: CovarianceType, num_components: int, num_features: int,
+                 weight_concentration_prior: float | None = None,
+                 mean_precision_prior: float = 1.0,
+                 mean_prior: Tensor | list[float] | None = None,
+                 degrees_of_freedom_prior: float | None = None,
+                 covariance_prior: float | Tensor | list | None = None) -> None:
+        for name, value in (("num_components", num_components), ("num_features", num_features)):
+            if not (isinstance(value, int) and value >= 1):
+                raise ValueError(f"{name} must be an integer ≥ 1, got {value!r}.")
+        k, d = num_components, num_features
+        self.num_components, self.num_features = k, d
+        self.cov = covariance
+        self.family = covariance.conjugate_prior()  # raises for unsupported types
+        alpha = 1.0 / k if weight_concentration_prior is None else weight_concentration_prior
+        nu0 = float(d) if degrees_of_freedom_prior is None else degrees_of_freedom_prior
+        self.min_nu = float(d - 1) if isinstance(covariance, FullCovariance) else 0.0
+        checks = (("weight_concentration_prior", alpha, alpha > 0, "e.g. 1 / num_components"),
+                  ("mean_precision_prior", mean_precision_prior, mean_precision_prior > 0,
+                   "e.g. 1.0"),
+                  ("degrees_of_freedom_prior", nu0, nu0 > self.min_nu,
+                   f"it must exceed {self.min_nu:g}; the default is num_features = {d}"))
+        for name, value, ok, fix in checks:
+            if not ok:
+                raise ValueError(f"model.{name}={value} is invalid: {fix}.")
+        self.alpha, self.beta0, self.nu0 = float(alpha), float(mean_precision_prior), float(nu0)
+        self.mean_prior = None if mean_prior is None else torch.as_tensor(mean_prior)
+        self.covariance_prior = covariance_prior
+        if self.mean_prior is not None and self.mean_prior.shape != (d,):
+            raise ValueError(f"model.mean_prior must have {d} entries (num_features), got shape "
+                             f"{list(self.mean_prior.shape)}.")
+
+    def mean(self, x: Tensor) -> Tensor:
+        """m₀ ``[D]`` (float64 on x's device): the given one or the data mean."""
+        if self.mean_prior is None:
+            return x.double().mean(0)
+        return self.mean_prior.double().to(x.device)
+
+    def scatter(self, x: Tensor) -> Tensor:
+        """Ψ₀ ``[*S]`` (float64) of this type: the given one or the data covariance, floored."""
+        d, spec = self.num_features, self.covariance_prior
+        if spec is None:
+            if x.shape[0] < 2:
+                raise ValueError("covariance_prior needs at least 2 points, or set it.")
+            dense = torch.atleast_2d(torch.cov(x.double().T))
+        else:
+            value = torch.as_tensor(spec, dtype=torch.float64)
+            if value.dim() == 0:
+                dense = value * torch.eye(d, dtype=torch.float64)
+            elif value.shape == (d,):
+                dense = torch.diag(value)
+            elif value.shape == (d, d):
+                dense = value
+            else:
+                raise ValueError(f"model.covariance_prior must be a number, [{d}] or [{d}, {d}]"
+                                 f"; got shape {list(value.shape)}.")
+        scatter = self.family.scatter_from_covariance(dense.to(x.device))
+        floor = self.cov.min_scale**2
+        if scatter.dim() < 2:
+            if spec is not None and not bool((scatter > 0).all()):
+                raise ValueError("model.covariance_prior must be positive (its variances); got "
+                                 f"{spec}.")
+            return scatter.clamp_min(floor)
+        if spec is None:  # a constant feature makes the data covariance singular: floor it
+            scatter = scatter + floor * torch.eye(d, dtype=scatter.dtype, device=scatter.device)
+        if not bool(torch.isfinite(scatter).all()) or torch.linalg.cholesky_ex(scatter)[1] > 0:
+            raise ValueError("model.covariance_prior is not positive definite; give a "
+                             "positive-definite matrix or a positive number.")
+        return scatter
+
+    def prior(self, scatter: Tensor) -> NormalPrecision:
+        """The K components' prior ``(β₀, 0, ν₀, Ψ₀)`` in centred coordinates."""
+        return self.family.prior(self.num_components, self.num_features, self.beta0, self.nu0,
+                                 scatter)

@@ -171,6 +171,19 @@ class CovarianceType(ABC):
         """``(A [..., K, Q], b [..., K, D], c [..., K])`` of the log-density above."""
 
     @abstractmethod
+    def precision_coefficients(self, precision: Tensor, log_det_precision: Tensor,
+                               means: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """:meth:`coefficients` from a given precision instead of a raw covariance (e.g. a
+        precision drawn from a variational posterior).
+
+        Args:
+            precision: ``Λ`` in this type's form — ``[..., K, 1]`` (unit, scalar: ``λ`` of
+                ``λ I``), ``[..., K, D]`` (diag) or dense ``[..., K, D, D]`` (full).
+            log_det_precision: ``log |Λ|`` ``[..., K]``.
+            means: ``[..., K, D]``.
+        """
+
+    @abstractmethod
     def estimate(self, counts: Tensor, sum_x: Tensor, sum_f: Tensor,
                  reg: float = 0.0) -> tuple[Tensor, Tensor]:
         """Maximum-likelihood means and raw covariance from responsibility-weighted sums.
@@ -243,11 +256,15 @@ class _ElementwiseScale(CovarianceType):
         return sq if self.per_feature else sq.sum(-1, keepdim=True)
 
     def coefficients(self, raw: Tensor, means: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        d = means.shape[-1]
         inv_var = self.scale(raw).square().reciprocal()  # [..., K, 1 or D]
-        lin = means * inv_var
-        const = -0.5 * ((means * lin).sum(-1) + self.log_det(raw, d) + d * _LOG_2PI)
-        quad = (-0.5 * inv_var).expand(*means.shape[:-1], inv_var.shape[-1])
+        return self.precision_coefficients(inv_var, -self.log_det(raw, means.shape[-1]), means)
+
+    def precision_coefficients(self, precision: Tensor, log_det_precision: Tensor,
+                               means: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        d = means.shape[-1]
+        lin = means * precision
+        const = -0.5 * ((means * lin).sum(-1) - log_det_precision + d * _LOG_2PI)
+        quad = (-0.5 * precision).expand(*means.shape[:-1], precision.shape[-1])
         return quad, lin, const.expand(means.shape[:-1])
 
     def _variances(self, counts: Tensor, sum_x: Tensor, sum_f: Tensor) -> Tensor:
@@ -510,11 +527,15 @@ class FullCovariance(CovarianceType):
 
     def coefficients(self, raw: Tensor, means: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         d = means.shape[-1]
-        prec = self.precision(raw, d)  # [..., K or 1, D, D]
-        _, rows, cols, mult = self._layout(d, prec.device, prec.dtype)
-        quad = -0.5 * prec[..., rows, cols] * mult  # [..., K or 1, Q]
-        lin = (prec @ means.unsqueeze(-1))[..., 0]  # Λ μ  [..., K, D]
-        const = -0.5 * ((means * lin).sum(-1) + self.log_det(raw, d) + d * _LOG_2PI)
+        return self.precision_coefficients(self.precision(raw, d), -self.log_det(raw, d), means)
+
+    def precision_coefficients(self, precision: Tensor, log_det_precision: Tensor,
+                               means: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        d = means.shape[-1]
+        _, rows, cols, mult = self._layout(d, precision.device, precision.dtype)
+        quad = -0.5 * precision[..., rows, cols] * mult  # [..., K or 1, Q]
+        lin = (precision @ means.unsqueeze(-1))[..., 0]  # Λ μ  [..., K, D]
+        const = -0.5 * ((means * lin).sum(-1) - log_det_precision + d * _LOG_2PI)
         return quad.expand(*means.shape[:-1], quad.shape[-1]), lin, const
 
     def _unpack(self, sum_f: Tensor, d: int) -> Tensor:

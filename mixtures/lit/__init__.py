@@ -4,5 +4,6 @@ from mixtures.lit.base import MixtureModule
 from mixtures.lit.dpmm import DPMMModule
 from mixtures.lit.gmm_em import GMMEM
 from mixtures.lit.gmm_sgd import GMMSGD
+from mixtures.lit.gmm_vi import GMMVI
 
-__all__ = ["DPMMModule", "GMMEM", "GMMSGD", "MixtureModule"]
+__all__ = ["DPMMModule", "GMMEM", "GMMSGD", "GMMVI", "MixtureModule"]

@@ -39,6 +39,7 @@ from mixtures.distributions import (
     CovarianceType,
     FullCovariance,
     NormalPrecision,
+    PriorSettings,
     expected_log_weights,
     expected_weights,
     expfam_log_prob,
@@ -117,25 +118,15 @@ class DPMM(nn.Module):
         chunk_elements: int | None = None,
     ) -> None:
         super().__init__()
-        for name, value in (("num_components", num_components), ("num_features", num_features)):
-            if not (isinstance(value, int) and value >= 1):
-                raise ValueError(f"{name} must be an integer ≥ 1, got {value!r}.")
+        self.cov = covariance if covariance is not None else FullCovariance()
+        self.settings = PriorSettings(
+            self.cov, num_components, num_features, weight_concentration_prior,
+            mean_precision_prior, mean_prior, degrees_of_freedom_prior, covariance_prior)
         k, d = num_components, num_features
         self.num_components, self.num_features = k, d
-        self.cov = covariance if covariance is not None else FullCovariance()
-        self.prior_family = self.cov.conjugate_prior()  # raises for unsupported types
-        alpha = 1.0 / k if weight_concentration_prior is None else weight_concentration_prior
-        nu0 = float(d) if degrees_of_freedom_prior is None else degrees_of_freedom_prior
-        min_nu = d - 1 if isinstance(self.cov, FullCovariance) else 0
-        checks = (("weight_concentration_prior", alpha, alpha > 0, "e.g. 1 / num_components"),
-                  ("mean_precision_prior", mean_precision_prior, mean_precision_prior > 0,
-                   "e.g. 1.0"),
-                  ("degrees_of_freedom_prior", nu0, nu0 > min_nu,
-                   f"it must exceed {min_nu}; the default is num_features = {d}"))
-        for name, value, ok, fix in checks:
-            if not ok:
-                raise ValueError(f"model.{name}={value} is invalid: {fix}.")
-        self.alpha, self.beta0, self.nu0 = float(alpha), float(mean_precision_prior), float(nu0)
+        self.prior_family = self.settings.family
+        self.alpha, self.beta0, self.nu0 = (self.settings.alpha, self.settings.beta0,
+                                            self.settings.nu0)
         self.chunk_elements = chunk_elements
         q = self.cov.feature_size(d)
         self.counts = nn.Parameter(torch.zeros(k))
@@ -145,48 +136,11 @@ class DPMM(nn.Module):
         self.register_buffer("prior_scatter", torch.zeros(self.prior_family.scatter_shape(d)))
         self.register_buffer("dataset_size", torch.tensor(float(dataset_size or 0)))
         self.register_buffer("initialized", torch.tensor(False))
-        self._mean_prior = None if mean_prior is None else torch.as_tensor(mean_prior)
-        self._covariance_prior = covariance_prior
-        if self._mean_prior is not None and self._mean_prior.shape != (d,):
-            raise ValueError(f"model.mean_prior must have {d} entries (num_features), got shape "
-                             f"{list(self._mean_prior.shape)}.")
 
     # -- priors and posterior ----
-    def _prior_scatter_from(self, x: Tensor) -> Tensor:
-        d, spec = self.num_features, self._covariance_prior
-        if spec is None:
-            dense = torch.atleast_2d(torch.cov(x.double().T)) if x.shape[0] > 1 else None
-            if dense is None:
-                raise ValueError("covariance_prior needs at least 2 points, or set it.")
-        else:
-            value = torch.as_tensor(spec, dtype=torch.float64)
-            if value.dim() == 0:
-                dense = value * torch.eye(d, dtype=torch.float64)
-            elif value.shape == (d,):
-                dense = torch.diag(value)
-            elif value.shape == (d, d):
-                dense = value
-            else:
-                raise ValueError(f"model.covariance_prior must be a number, [{d}] or [{d}, {d}]"
-                                 f"; got shape {list(value.shape)}.")
-        scatter = self.prior_family.scatter_from_covariance(dense.to(x.device))
-        floor = self.cov.min_scale**2
-        if scatter.dim() < 2:
-            if spec is not None and not bool((scatter > 0).all()):
-                raise ValueError("model.covariance_prior must be positive (its variances); got "
-                                 f"{spec}.")
-            return scatter.clamp_min(floor)
-        if spec is None:  # a constant feature makes the data covariance singular: floor it
-            scatter = scatter + floor * torch.eye(d, dtype=scatter.dtype, device=scatter.device)
-        if not bool(torch.isfinite(scatter).all()) or torch.linalg.cholesky_ex(scatter)[1] > 0:
-            raise ValueError("model.covariance_prior is not positive definite; give a "
-                             "positive-definite matrix or a positive number.")
-        return scatter
-
     def prior(self) -> NormalPrecision:
         """The components' prior in centred coordinates (float64)."""
-        return self.prior_family.prior(self.num_components, self.num_features, self.beta0,
-                                       self.nu0, self.prior_scatter.double())
+        return self.settings.prior(self.prior_scatter.double())
 
     def posterior(self) -> NormalPrecision:
         """The components' variational posterior in centred coordinates (float64)."""
@@ -316,9 +270,8 @@ class DPMM(nn.Module):
         if not bool(torch.isfinite(x).all()):
             raise ValueError("the training points contain NaN or inf; remove them first.")
         x = x.to(self.counts.dtype)
-        mean = x.double().mean(0) if self._mean_prior is None else self._mean_prior.double()
-        self.shift.copy_(mean.to(x.device))
-        self.prior_scatter.copy_(self._prior_scatter_from(x))
+        self.shift.copy_(self.settings.mean(x))
+        self.prior_scatter.copy_(self.settings.scatter(x))
         self.dataset_size.fill_(float(x.shape[0]))
         self.initialized.fill_(True)
         if resp is None:
