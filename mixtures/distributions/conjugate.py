@@ -99,6 +99,11 @@ class PrecisionDraw:
     log_det: Tensor
 
 
+def _gamma(shape: Tensor, rate: Tensor) -> torch.distributions.Gamma:
+    """``Gamma(shape, rate)`` without argument validation (a hot path; callers' are valid)."""
+    return torch.distributions.Gamma(shape, rate, validate_args=False)
+
+
 def kl_gamma(a: Tensor, b: Tensor, a0: Tensor, b0: Tensor) -> Tensor:
     """``KL(Gamma(a, b) ‖ Gamma(a0, b0))`` (shape a, rate b), elementwise."""
     return ((a - a0) * torch.digamma(a) - torch.lgamma(a) + torch.lgamma(a0)
@@ -359,7 +364,7 @@ class _GammaPrior(ConjugatePrior):
                            ) -> tuple[Tensor, Tensor, Tensor]:
         a, b = self._shape_rate(q)
         a = a.expand(b.shape)  # [..., K, 1 or D]
-        lam = torch.distributions.Gamma(a, b, validate_args=False).rsample((num_samples,))  # [S, ..., K, 1 or D]
+        lam = _gamma(a, b).rsample((num_samples,))  # [S, ..., K, 1 or D]
         d = q.mean.shape[-1]
         log_det = lam.log().sum(-1) * (1 if self.per_feature else d)
         eps = torch.randn((num_samples, *q.mean.shape), dtype=q.mean.dtype, device=q.mean.device)
@@ -371,7 +376,7 @@ class _GammaPrior(ConjugatePrior):
     def _log_density_precision(self, p: NormalPrecision, precision: Tensor,
                                log_det: Tensor) -> Tensor:
         a, b = self._shape_rate(p)
-        return torch.distributions.Gamma(a, b, validate_args=False).log_prob(precision).sum(-1)
+        return _gamma(a, b).log_prob(precision).sum(-1)
 
     def predictive_terms(self, q: NormalPrecision, num_features: int
                          ) -> tuple[Tensor, Tensor, Tensor]:
@@ -467,8 +472,7 @@ class NormalWishart(ConjugatePrior):
         dt, dev = q.mean.dtype, q.mean.device
         shape = (num_samples, *q.mean.shape[:-1])  # [S, ..., K]
         dof = q.nu[..., None] - torch.arange(d, dtype=dt, device=dev)  # [..., K, D]
-        chi2 = torch.distributions.Gamma(dof / 2, torch.full_like(dof, 0.5), validate_args=False).rsample(
-            (num_samples,))  # [S, ..., K, D]
+        chi2 = _gamma(dof / 2, torch.full_like(dof, 0.5)).rsample((num_samples,))  # [S,…,K,D]
         diag = chi2.sqrt()
         below = torch.randn((*shape, d, d), dtype=dt, device=dev).tril(-1)
         factor = below + torch.diag_embed(diag)  # A

@@ -57,6 +57,11 @@ from mixtures.models.em import initial_responsibilities
 __all__ = ["VariationalGMM"]
 
 
+def _dirichlet(concentration: Tensor) -> Dirichlet:
+    """``Dirichlet(concentration)`` without argument validation (called every step)."""
+    return Dirichlet(concentration, validate_args=False)
+
+
 class VariationalGMM(nn.Module):
     """Finite Bayesian Gaussian mixture with a reparameterised variational posterior.
 
@@ -140,14 +145,14 @@ class VariationalGMM(nn.Module):
     def kl(self) -> Tensor:
         """Analytic ``KL(q ‖ p)`` of all global factors (scalar)."""
         alpha0 = torch.full_like(self.concentration, self.settings.alpha)
-        kl_weights = kl_divergence(Dirichlet(self.concentration, validate_args=False), Dirichlet(alpha0, validate_args=False))
+        kl_weights = kl_divergence(_dirichlet(self.concentration), _dirichlet(alpha0))
         return kl_weights + self.family.kl(self.posterior(), self.prior()).sum()
 
     # -- draws and the ELBO --------------------------------------------------------------------
     def rsample(self, num_samples: int) -> tuple[Tensor, PrecisionDraw]:
         """S reparameterised draws of the global parameters: ``log π`` ``[S, K]`` and the
         components' ``(μ, Λ)`` (centred on m₀)."""
-        weights = Dirichlet(self.concentration, validate_args=False).rsample((num_samples,))  # [S, K]
+        weights = _dirichlet(self.concentration).rsample((num_samples,))  # [S, K]
         log_weights = weights.clamp_min(torch.finfo(weights.dtype).tiny).log()
         return log_weights, self.family.rsample(self.posterior(), num_samples)
 
@@ -173,8 +178,8 @@ class VariationalGMM(nn.Module):
             return self.kl()
         weights = log_weights.exp()
         alpha0 = torch.full_like(self.concentration, self.settings.alpha)
-        log_q = Dirichlet(self.concentration, validate_args=False).log_prob(weights)  # [S]
-        log_p = Dirichlet(alpha0, validate_args=False).log_prob(weights)
+        log_q = _dirichlet(self.concentration).log_prob(weights)  # [S]
+        log_p = _dirichlet(alpha0).log_prob(weights)
         log_q = log_q + self.family.log_density(self.posterior(), draw).sum(-1)
         log_p = log_p + self.family.log_density(self.prior(), draw).sum(-1)
         return (log_q - log_p).mean()

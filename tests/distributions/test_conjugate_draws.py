@@ -16,7 +16,7 @@ import torch
 from torch.distributions import Gamma, MultivariateNormal, Wishart
 
 from mixtures.distributions import FullCovariance, PrecisionDraw, expfam_log_prob
-from tests.distributions.test_conjugate import D, F64, KINDS, SIGMA, Z, make_problem
+from tests.distributions.test_conjugate import F64, KINDS, SIGMA, D, Z, make_problem
 
 S = 40_000
 
