@@ -4,6 +4,7 @@ from mixtures.models.dpmm import DPMM
 from mixtures.models.em import EMStatistics, GaussianMixtureEM
 from mixtures.models.gmm import INIT_METHODS, GaussianMixtureModel
 from mixtures.models.kmeans import kmeans, kmeans_plusplus
+from mixtures.models.mdn import MixtureDensityNetwork
 from mixtures.models.vi import VariationalGMM
 
 __all__ = [
@@ -12,6 +13,7 @@ __all__ = [
     "GaussianMixtureEM",
     "GaussianMixtureModel",
     "INIT_METHODS",
+    "MixtureDensityNetwork",
     "VariationalGMM",
     "kmeans",
     "kmeans_plusplus",
