@@ -3,11 +3,23 @@
 from mixtures.data.base import InMemoryDataModule, TensorBatches
 from mixtures.data.blobs import BlobsDataModule, make_blobs
 from mixtures.data.file import FileDataModule, load_array
+from mixtures.data.regression import (
+    HeteroscedasticDataModule,
+    InverseSineDataModule,
+    RegressionDataModule,
+    RingDataModule,
+    SklearnRegressionDataModule,
+)
 
 __all__ = [
     "BlobsDataModule",
     "FileDataModule",
+    "HeteroscedasticDataModule",
     "InMemoryDataModule",
+    "InverseSineDataModule",
+    "RegressionDataModule",
+    "RingDataModule",
+    "SklearnRegressionDataModule",
     "TensorBatches",
     "load_array",
     "make_blobs",

@@ -109,6 +109,11 @@ class TensorBatches:
 class InMemoryDataModule(L.LightningDataModule):
     """Base class: subclasses implement :meth:`load` returning ``(x [N, D], y [N] | None)``.
 
+    A *regression* DataModule (``regression = True``) returns real-valued targets
+    ``y [N, D_y]`` instead of labels; they are checked, split with ``x`` and passed through
+    :meth:`fit_transform_targets` / :meth:`transform_targets`, and :attr:`num_targets` is D_y
+    (None for density data).
+
     Args:
         batch_size: training batch size; None (default) for full-batch training. Need not
             divide N.
@@ -145,6 +150,9 @@ class InMemoryDataModule(L.LightningDataModule):
         self.splits: dict[str, tuple[Tensor, Tensor | None]] = {}
         self.num_classes: int | None = None
 
+    #: whether ``load`` returns regression targets ``[N, D_y]`` (not class labels ``[N]``)
+    regression: bool = False
+
     # -- to implement -------------------------------------------------------------------------
     def load(self) -> tuple[Tensor, Tensor | None]:
         """Return all points ``[N, D]`` (floating) and integer labels ``[N]`` or None."""
@@ -161,6 +169,14 @@ class InMemoryDataModule(L.LightningDataModule):
         """Map fitted means ``[K, D]`` and covariances ``[K, D, D]`` back to the data's units."""
         return means, covariances
 
+    def fit_transform_targets(self, y_train: Tensor) -> None:
+        """Hook to fit a transform of regression targets on the training split (default: none).
+        """
+
+    def transform_targets(self, y: Tensor) -> Tensor:
+        """Preprocessing of regression targets ``[N, D_y]`` (default: identity)."""
+        return y
+
     # -- shared machinery ---------------------------------------------------------------------
     def _ensure_loaded(self) -> None:
         if self.splits:
@@ -174,7 +190,9 @@ class InMemoryDataModule(L.LightningDataModule):
                 f"data must be a 2-D array [N, D] of points, got shape {list(x.shape)}."
             )
         _check_finite(x, self._describe())
-        if y is not None:
+        if self.regression:
+            y = self._check_targets(x, y)
+        elif y is not None:
             y = torch.as_tensor(y)
             if y.shape != (x.shape[0],):
                 raise ValueError(f"labels must have shape [{x.shape[0]}], got {list(y.shape)}.")
@@ -189,8 +207,29 @@ class InMemoryDataModule(L.LightningDataModule):
         perm = torch.randperm(n, generator=gen)
         parts = dict(zip(SPLITS, perm.split([n_train, n_val, n_test]), strict=True))
         self.fit_transform(x[parts["train"]])
+        if self.regression:
+            self.fit_transform_targets(y[parts["train"]])
         for name, idx in parts.items():
-            self.splits[name] = (self.transform(x[idx]), None if y is None else y[idx])
+            target = None if y is None else y[idx]
+            if self.regression:
+                target = self.transform_targets(target)
+            self.splits[name] = (self.transform(x[idx]), target)
+
+    def _check_targets(self, x: Tensor, y: Tensor | None) -> Tensor:
+        """Regression targets as a finite floating ``[N, D_y]`` tensor of ``x``'s dtype."""
+        if y is None:
+            raise ValueError(f"{self._describe()} is a regression data set but has no targets.")
+        y = torch.as_tensor(y)
+        if y.dim() == 1:
+            y = y[:, None]
+        if y.dim() != 2 or y.shape[0] != x.shape[0] or y.shape[1] < 1:
+            raise ValueError(
+                f"{self._describe()}: targets must have shape [{x.shape[0]}, D_y], got "
+                f"{list(y.shape)}."
+            )
+        y = y.to(x.dtype)
+        _check_finite(y, f"{self._describe()} (targets)")
+        return y
 
     def _describe(self) -> str:
         return type(self).__name__
@@ -200,6 +239,14 @@ class InMemoryDataModule(L.LightningDataModule):
         """D, known once the data is loaded (loading happens on first access)."""
         self._ensure_loaded()
         return int(self.splits["train"][0].shape[1])
+
+    @property
+    def num_targets(self) -> int | None:
+        """D_y of a regression data set (loading it on first access); None for density data."""
+        if not self.regression:
+            return None
+        self._ensure_loaded()
+        return int(self.splits["train"][1].shape[1])
 
     def split(self, name: str) -> tuple[Tensor, Tensor | None]:
         """``(x, y)`` of split ``train`` / ``val`` / ``test`` (on the training device after

@@ -3,11 +3,14 @@
 Formats: ``.npy`` (a 2-D array), ``.npz`` (arrays ``x`` and optional ``y``), ``.pt`` (a 2-D
 tensor, or a dict with ``x`` and optional ``y``), ``.csv`` / ``.txt`` (numbers, an optional
 header line). ``label_column`` picks a column (e.g. ``-1``) holding labels that are removed from
-the features and used only for evaluation (ARI / NMI).
+the features and used only for evaluation (ARI / NMI). ``target_columns`` (e.g. ``[-1]`` or
+``[3, 4]``) instead makes it a *regression* table: those columns are the targets ``y [N, D_y]``
+of a conditional model (``model=mdn``) and the others its inputs.
 
 With ``standardize: true`` the features are shifted and scaled by the training split's mean and
 standard deviation; :meth:`FileDataModule.to_original_units` maps fitted means and covariances
-back, and ``train`` reports them in the original units.
+back, and ``train`` reports them in the original units. Regression targets are standardised
+likewise, and :meth:`FileDataModule.standardization` returns both maps.
 
 Letters: N points, K components, D features.
 """
@@ -21,6 +24,7 @@ import torch
 from torch import Tensor
 
 from mixtures.data.base import InMemoryDataModule
+from mixtures.data.regression import standard_scaling
 
 __all__ = ["FileDataModule", "load_array"]
 
@@ -87,6 +91,7 @@ class FileDataModule(InMemoryDataModule):
     Args:
         path: the file.
         label_column: index of a label column (e.g. -1), or None.
+        target_columns: indices of regression target columns (an int or a list), or None.
         standardize: standardise features with the training split's mean and std.
         delimiter: column separator for text files (default ``,``; tab for ``.tsv``).
         dtype: ``float32`` or ``float64``.
@@ -97,6 +102,7 @@ class FileDataModule(InMemoryDataModule):
         self,
         path: str,
         label_column: int | None = None,
+        target_columns: int | list[int] | None = None,
         standardize: bool = True,
         delimiter: str | None = None,
         dtype: str = "float32",
@@ -109,6 +115,27 @@ class FileDataModule(InMemoryDataModule):
             raise ValueError(f"data.dtype must be float32 or float64, got {dtype!r}.")
         self.path = str(path)
         self.label_column = label_column
+        if target_columns is not None:
+            if label_column is not None:
+                raise ValueError(
+                    "data.label_column and data.target_columns exclude each other: labels "
+                    "are for density models, targets for regression (model=mdn)."
+                )
+            cols = [target_columns] if isinstance(target_columns, int) else target_columns
+            try:
+                cols = [int(c) for c in cols]
+            except (TypeError, ValueError) as err:
+                raise ValueError(
+                    f"data.target_columns must be an int or a list of ints, got "
+                    f"{target_columns!r}."
+                ) from err
+            if not cols:
+                raise ValueError("data.target_columns is empty; give at least one column.")
+            target_columns = cols
+        self.target_columns = target_columns
+        self.regression = target_columns is not None
+        self.target_shift: Tensor | None = None
+        self.target_scale: Tensor | None = None
         self.standardize = standardize
         self.delimiter = delimiter
         self.dtype = getattr(torch, dtype)
@@ -144,7 +171,41 @@ class FileDataModule(InMemoryDataModule):
             x = x[:, keep]
             if x.shape[1] == 0:
                 raise ValueError(f"{self.path}: no feature columns left besides the labels.")
+        if self.target_columns is not None:
+            x, y = self._split_targets(x, y)
         return x.to(self.dtype), y
+
+    def _split_targets(self, x: Tensor, y: Tensor | None) -> tuple[Tensor, Tensor]:
+        if y is not None:
+            raise ValueError(
+                f"{self.path} stores an array 'y' (read as labels); for regression keep "
+                "targets as columns of 'x' and name them with data.target_columns."
+            )
+        d = x.shape[1]
+        bad = [c for c in self.target_columns if not -d <= c < d]
+        if bad:
+            raise ValueError(f"data.target_columns={bad} out of range for {d} columns.")
+        cols = sorted({c % d for c in self.target_columns})
+        if len(cols) == d:
+            raise ValueError(f"{self.path}: data.target_columns leaves no input columns.")
+        inputs = [c for c in range(d) if c not in cols]
+        return x[:, inputs], x[:, cols].to(self.dtype)
+
+    def fit_transform_targets(self, y_train: Tensor) -> None:
+        if self.standardize:
+            self.target_shift, self.target_scale = standard_scaling(y_train)
+
+    def transform_targets(self, y: Tensor) -> Tensor:
+        if self.target_shift is None or self.target_scale is None:
+            return y
+        return (y - self.target_shift) / self.target_scale
+
+    def standardization(self) -> dict[str, Tensor | None]:
+        """``x_shift``, ``x_scale`` ``[F]`` and ``y_shift``, ``y_scale`` ``[D_y]`` (None when
+        not standardised)."""
+        self._ensure_loaded()
+        return {"x_shift": self.shift, "x_scale": self.scale,
+                "y_shift": self.target_shift, "y_scale": self.target_scale}
 
     def fit_transform(self, x_train: Tensor) -> None:
         if not self.standardize:
