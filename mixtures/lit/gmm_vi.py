@@ -17,6 +17,7 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -24,6 +25,7 @@ from torch import Tensor
 from mixtures.distributions import CovarianceType
 from mixtures.lit.base import MixtureModule
 from mixtures.lit.gmm_sgd import _positive_lr
+from mixtures.lit.optim import optimizers_from_config
 from mixtures.metrics import LogLikelihood
 from mixtures.models.em import EM_INIT_METHODS
 from mixtures.models.vi import VariationalGMM
@@ -39,6 +41,8 @@ class GMMVI(MixtureModule):
         num_features: D (filled in from the data when null).
         covariance: ``unit``, ``scalar``, ``diag`` or ``full`` (the ``covariance`` group).
         optimizer: a partial torch optimizer (the ``optimizer`` group; default Adam, lr 0.05).
+        scheduler: optional partial learning-rate scheduler (``+scheduler=cosine``: a decaying
+            step lets the stochastic iterates settle instead of hovering around the optimum).
         weight_concentration_prior, mean_precision_prior, mean_prior, degrees_of_freedom_prior,
             covariance_prior: the priors, named and defaulted as in scikit-learn's
             ``BayesianGaussianMixture`` (null: from the data; α₀ default 1 / K).
@@ -59,6 +63,7 @@ class GMMVI(MixtureModule):
         num_features: int | None = None,
         covariance: CovarianceType | None = None,
         optimizer: Callable[..., torch.optim.Optimizer] | None = None,
+        scheduler: Callable[..., Any] | None = None,
         weight_concentration_prior: float | None = None,
         mean_precision_prior: float = 1.0,
         mean_prior: list[float] | None = None,
@@ -74,7 +79,7 @@ class GMMVI(MixtureModule):
         grad_var_draws: int = 16,
     ) -> None:
         super().__init__()
-        self.save_hyperparameters(ignore=["covariance", "optimizer"])
+        self.save_hyperparameters(ignore=["covariance", "optimizer", "scheduler"])
         if num_features is None:
             raise ValueError(
                 "model.num_features is unknown; train() fills it from the data, or set it."
@@ -88,6 +93,7 @@ class GMMVI(MixtureModule):
             raise ValueError(f"model.grad_var_every_n_epochs={grad_var_every_n_epochs} must be "
                              "a positive integer or null.")
         self.optimizer_factory = optimizer or functools.partial(torch.optim.Adam, lr=0.05)
+        self.scheduler_factory = scheduler
         _positive_lr("optimizer.lr", getattr(self.optimizer_factory, "keywords", {}).get("lr"))
         self.model = VariationalGMM(
             num_components, num_features, covariance,
@@ -108,8 +114,9 @@ class GMMVI(MixtureModule):
         self.model.to(x.device).initialize(x, method=self.hparams.init, seed=self.hparams.seed,
                                            kmeans_iters=self.hparams.kmeans_iters)
 
-    def configure_optimizers(self) -> torch.optim.Optimizer:
-        return self.optimizer_factory(self.model.parameters())
+    def configure_optimizers(self) -> Any:
+        return optimizers_from_config(self.model.parameters(), self.optimizer_factory,
+                                      self.scheduler_factory)
 
     # -- training -------------------------------------------------------------------------------
     def training_step(self, batch: tuple[Tensor, ...], batch_idx: int) -> Tensor:

@@ -173,16 +173,18 @@ class VariationalGMM(nn.Module):
         log_prob = expfam_log_prob(self.cov.moment_features(xc), xc, *coef)  # [N, S, K]
         return torch.logsumexp(log_prob + log_weights, -1)
 
-    def _kl_estimate(self, log_weights: Tensor, draw: PrecisionDraw) -> Tensor:
-        if self.analytic_kl:
-            return self.kl()
+    def log_ratio(self, log_weights: Tensor, draw: PrecisionDraw) -> Tensor:
+        """``log q(θ_s) − log p(θ_s)`` of every draw ``[S]`` (its mean estimates the KL)."""
         weights = log_weights.exp()
         alpha0 = torch.full_like(self.concentration, self.settings.alpha)
         log_q = _dirichlet(self.concentration).log_prob(weights)  # [S]
         log_p = _dirichlet(alpha0).log_prob(weights)
         log_q = log_q + self.family.log_density(self.posterior(), draw).sum(-1)
         log_p = log_p + self.family.log_density(self.prior(), draw).sum(-1)
-        return (log_q - log_p).mean()
+        return log_q - log_p
+
+    def _kl_estimate(self, log_weights: Tensor, draw: PrecisionDraw) -> Tensor:
+        return self.kl() if self.analytic_kl else self.log_ratio(log_weights, draw).mean()
 
     def forward(self, x: Tensor, num_samples: int | None = None) -> Tensor:
         """Negative ELBO per point ``[N]``: ``KL / N − E_q[log p(x_n | θ)]`` estimated with S
