@@ -1,4 +1,5 @@
-"""Evaluation metrics: clustering agreement (ARI, NMI), held-out likelihood, BIC / AIC.
+"""Evaluation metrics: clustering agreement (ARI, NMI), held-out likelihood, BIC / AIC, and
+for conditional densities calibration (PIT histogram, interval coverage) and CRPS.
 
 Clustering scores are computed from a contingency table, which is a *sum* over points: the
 :class:`ClusteringScores` metric therefore reduces exactly across mini-batches and DDP ranks.
@@ -20,6 +21,8 @@ __all__ = [
     "normalized_mutual_info",
     "ClusteringScores",
     "LogLikelihood",
+    "Calibration",
+    "crps_from_samples",
     "bic",
     "aic",
 ]
@@ -120,3 +123,77 @@ def bic(total_log_likelihood: float | Tensor, num_parameters: int, num_points: i
 def aic(total_log_likelihood: float | Tensor, num_parameters: int):
     """Akaike information criterion ``−2 log L + 2 p`` (lower is better)."""
     return -2.0 * total_log_likelihood + 2.0 * num_parameters
+
+
+def crps_from_samples(samples: Tensor, y: Tensor) -> Tensor:
+    """Continuous ranked probability score of ``y`` under the distribution of ``samples``, by
+    the unbiased ("fair") estimator ``mean_i |X_i − y| − Σ_{i≠j} |X_i − X_j| / (2 S (S − 1))``;
+    the pair sum is ``2 Σ_i (2i − S − 1) X_(i)`` over the sorted samples (O(S log S)).
+
+    Args:
+        samples: ``[S, *B]`` draws (S ≥ 2) of a scalar predictive distribution.
+        y: observations ``[*B]``.
+
+    Returns:
+        ``[*B]`` (lower is better; in the units of ``y``).
+    """
+    s = samples.shape[0]
+    if s < 2:
+        raise ValueError(f"CRPS by sampling needs at least 2 samples, got {s}.")
+    spread = (samples - y).abs().mean(0)
+    ordered = samples.sort(0).values
+    rank = torch.arange(1, s + 1, device=samples.device, dtype=samples.dtype)
+    coef = (2 * rank - s - 1).reshape(s, *([1] * (samples.dim() - 1)))
+    pairs = 2 * (coef * ordered).sum(0)  # Σ_{i,j} |X_i − X_j|
+    return spread - pairs / (2 * s * (s - 1))
+
+
+class Calibration(Metric):
+    """Calibration of predictive distributions from PIT values ``u = F(y)`` (uniform when the
+    predictions are calibrated), summed over batches and DDP ranks.
+
+    Tracks a histogram of ``u`` per target dimension and the coverage of central intervals:
+    the ``α`` central interval contains ``y`` iff ``|u − ½| ≤ α/2``.
+
+    Args:
+        num_targets: D (PIT values are per target dimension).
+        num_bins: histogram bins on [0, 1].
+        levels: central-interval levels α whose coverage is reported.
+    """
+
+    full_state_update = False
+
+    def __init__(self, num_targets: int, num_bins: int = 20,
+                 levels: tuple[float, ...] = (0.5, 0.9)) -> None:
+        super().__init__()
+        if not all(0 < a < 1 for a in levels):
+            raise ValueError(f"coverage levels must lie in (0, 1), got {levels}.")
+        self.num_bins, self.levels = int(num_bins), tuple(float(a) for a in levels)
+        self.add_state("histogram", torch.zeros(num_targets, self.num_bins, dtype=torch.long),
+                       "sum")
+        self.add_state("covered", torch.zeros(len(self.levels), dtype=torch.long), "sum")
+        self.add_state("count", torch.zeros((), dtype=torch.long), "sum")
+
+    def update(self, pit: Tensor) -> None:
+        """``pit``: ``[N, D]`` values in [0, 1]."""
+        pit = pit.detach().reshape(-1, self.histogram.shape[0]).double().clamp(0, 1)
+        bins = (pit * self.num_bins).long().clamp_max(self.num_bins - 1)  # [N, D]
+        offset = torch.arange(pit.shape[1], device=pit.device) * self.num_bins
+        counts = torch.bincount((bins + offset).flatten(), minlength=self.histogram.numel())
+        self.histogram += counts.reshape(self.histogram.shape)
+        half = torch.tensor(self.levels, device=pit.device, dtype=pit.dtype) / 2
+        inside = (pit - 0.5).abs().unsqueeze(-1) <= half  # [N, D, L]
+        self.covered += inside.sum((0, 1))
+        self.count += pit.numel()
+
+    def compute(self) -> dict[str, Tensor]:
+        """``coverage`` ``[L]`` (fraction of targets, over points and dimensions, inside each
+        central interval), ``histogram`` ``[D, bins]`` and ``error``: the largest gap between
+        the PIT's empirical CDF and the uniform CDF at the bin edges (0 when calibrated)."""
+        count = self.count.double().clamp_min(1)
+        hist = self.histogram.double()
+        cdf = hist.cumsum(-1) / hist.sum(-1, keepdim=True).clamp_min(1)
+        edges = torch.arange(1, self.num_bins + 1, device=cdf.device, dtype=cdf.dtype)
+        error = (cdf - edges / self.num_bins).abs().amax()
+        return {"coverage": self.covered.double() / count, "histogram": self.histogram,
+                "error": error}

@@ -37,20 +37,40 @@ def instantiate_list(cfg: DictConfig | None) -> list[Any]:
     return objs
 
 
-def _fill_num_features(cfg: DictConfig, datamodule: Any) -> None:
-    """Take D from the data when the model leaves it null; reject a mismatching override."""
-    if "num_features" not in cfg.model or not hasattr(datamodule, "num_features"):
-        return
-    actual = datamodule.num_features
-    wanted = cfg.model.num_features
-    if wanted is None:
-        with open_dict(cfg):
-            cfg.model.num_features = actual
-    elif int(wanted) != actual:
+def _fill_data_sizes(cfg: DictConfig, datamodule: Any) -> None:
+    """Take the data's sizes — ``num_features`` (inputs) and, for regression data,
+    ``num_targets`` — for the model fields of the same name that are null; reject a mismatching
+    override, a model that needs targets on data without them, and the reverse."""
+    targets = getattr(datamodule, "num_targets", None)
+    data_name = cfg.data.get("_target_", "the data").rsplit(".", 1)[-1]
+    if "num_targets" in cfg.model and targets is None:
         raise ValueError(
-            f"model.num_features={wanted} but the data has {actual} features; drop the "
-            "override (it defaults to the data's feature count) or load the right data."
+            f"{cfg.model._target_} models p(y | x) and needs regression targets, but "
+            f"{data_name} has none; use data=inverse_sine, ring, heteroscedastic, diabetes, "
+            "or data=file with data.target_columns=[...]."
         )
+    if targets is not None and "num_targets" not in cfg.model:
+        raise ValueError(
+            f"{data_name} is a regression data set (inputs x, targets y) but "
+            f"{cfg.model._target_} is a density model of unlabelled points; use model=mdn, or "
+            "data=file without data.target_columns to fit a density to all columns."
+        )
+    for key in ("num_features", "num_targets"):
+        if key not in cfg.model or not hasattr(datamodule, key):
+            continue
+        actual = getattr(datamodule, key)
+        if actual is None:
+            continue
+        wanted = cfg.model[key]
+        if wanted is None:
+            with open_dict(cfg):
+                cfg.model[key] = actual
+        elif int(wanted) != actual:
+            what = "features" if key == "num_features" else "target dimensions"
+            raise ValueError(
+                f"model.{key}={wanted} but the data has {actual} {what}; drop the "
+                "override (it defaults to the data's size) or load the right data."
+            )
 
 
 def metric_value(metrics: dict[str, float], name: str | None) -> float | None:
@@ -120,7 +140,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
 
     log.info("data: %s", cfg.data._target_)
     datamodule = hydra.utils.instantiate(cfg.data)
-    _fill_num_features(cfg, datamodule)
+    _fill_data_sizes(cfg, datamodule)
 
     log.info("model: %s", cfg.model._target_)
     model = hydra.utils.instantiate(cfg.model)
@@ -159,5 +179,6 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
         _report_mixture(model, datamodule, output_dir)
         if output_dir:  # one line per run, easy to compare across a sweep
             path = Path(output_dir) / "metrics.json"
+            path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(json.dumps(dict(sorted(metrics.items())), indent=1) + "\n")
     return metrics, {"datamodule": datamodule, "model": model, "trainer": trainer}

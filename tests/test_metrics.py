@@ -13,12 +13,14 @@ from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 from torch import Tensor
 
 from mixtures.metrics import (
+    Calibration,
     ClusteringScores,
     LogLikelihood,
     adjusted_rand_index,
     aic,
     bic,
     contingency_table,
+    crps_from_samples,
     normalized_mutual_info,
 )
 
@@ -125,3 +127,55 @@ def test_bic_aic_closed_forms(as_tensor):
     assert float(bic(log_lik, 7, 300)) == pytest.approx(241.0 + 7 * math.log(300), rel=1e-12)
     assert float(aic(log_lik, 7)) == pytest.approx(241.0 + 14.0, rel=1e-12)
     assert float(bic(log_lik, 0, 1)) == pytest.approx(241.0, rel=1e-12)
+
+
+def _gaussian_crps(mu: Tensor, sigma: Tensor, y: Tensor) -> Tensor:
+    """Closed form (Gneiting & Raftery 2007): σ [z (2Φ(z) − 1) + 2φ(z) − 1/√π]."""
+    z = (y - mu) / sigma
+    pdf = torch.exp(-0.5 * z**2) / math.sqrt(2 * math.pi)
+    return sigma * (z * (2 * torch.special.ndtr(z) - 1) + 2 * pdf - 1 / math.sqrt(math.pi))
+
+
+def test_crps_by_sampling_matches_the_gaussian_closed_form():
+    gen = torch.Generator().manual_seed(0)
+    mu = torch.tensor([0.0, 1.0, -2.0, 5.0], dtype=torch.float64)
+    sigma = torch.tensor([1.0, 0.5, 2.0, 0.1], dtype=torch.float64)
+    y = torch.tensor([0.3, -0.5, 1.0, 5.0], dtype=torch.float64)
+    s = 200_000
+    draws = mu + sigma * torch.randn(s, 4, generator=gen, dtype=torch.float64)
+    est = crps_from_samples(draws, y)
+    # the estimator's standard error is below σ / √S; allow 5 of them
+    assert ((est - _gaussian_crps(mu, sigma, y)).abs() <= 5 * sigma / math.sqrt(s)).all()
+
+
+def test_crps_sorted_formula_equals_the_pairwise_sum():
+    """The O(S log S) pair sum equals the fair estimator's explicit O(S²) form."""
+    gen = torch.Generator().manual_seed(1)
+    draws = torch.randn(7, 3, 2, generator=gen, dtype=torch.float64)
+    y = torch.randn(3, 2, generator=gen, dtype=torch.float64)
+    pairs = (draws[:, None] - draws[None, :]).abs().sum((0, 1))
+    brute = (draws - y).abs().mean(0) - pairs / (2 * 7 * 6)
+    torch.testing.assert_close(crps_from_samples(draws, y), brute)
+    with pytest.raises(ValueError, match="at least 2 samples"):
+        crps_from_samples(draws[:1], y)
+
+
+def test_calibration_of_uniform_pit_and_summed_batches():
+    """Uniform PIT values: coverage ≈ the levels, small error; two batches sum to one."""
+    gen = torch.Generator().manual_seed(2)
+    pit = torch.rand(20_000, 2, generator=gen, dtype=torch.float64)
+    whole, parts = Calibration(2, 10), Calibration(2, 10)
+    whole.update(pit)
+    parts.update(pit[:7000])
+    parts.update(pit[7000:])
+    a, b = whole.compute(), parts.compute()
+    assert torch.equal(a["histogram"], b["histogram"]) and torch.equal(a["coverage"],
+                                                                       b["coverage"])
+    assert a["histogram"].sum() == 40_000 and a["histogram"].shape == (2, 10)
+    assert torch.allclose(a["coverage"], torch.tensor([0.5, 0.9], dtype=torch.float64),
+                          atol=0.01)
+    assert a["error"] < 0.01
+    # over-confident predictions (PIT piled at the ends) cover too little
+    bad = Calibration(1, 10)
+    bad.update(torch.cat([torch.full((50, 1), 0.01), torch.full((50, 1), 0.99)]))
+    assert bad.compute()["coverage"][1] == 0 and bad.compute()["error"] == pytest.approx(0.4)

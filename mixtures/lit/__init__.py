@@ -5,5 +5,6 @@ from mixtures.lit.dpmm import DPMMModule
 from mixtures.lit.gmm_em import GMMEM
 from mixtures.lit.gmm_sgd import GMMSGD
 from mixtures.lit.gmm_vi import GMMVI
+from mixtures.lit.mdn import MDNModule
 
-__all__ = ["DPMMModule", "GMMEM", "GMMSGD", "GMMVI", "MixtureModule"]
+__all__ = ["DPMMModule", "GMMEM", "GMMSGD", "GMMVI", "MDNModule", "MixtureModule"]
