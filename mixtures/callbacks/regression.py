@@ -19,6 +19,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 from lightning.pytorch.loggers import TensorBoardLogger  # noqa: E402
+from matplotlib.colors import PowerNorm  # noqa: E402
 from torch import Tensor  # noqa: E402
 
 __all__ = ["RegressionFigure", "conditional_density_figure", "pit_figure"]
@@ -47,8 +48,10 @@ def conditional_density_figure(module, x: Tensor, y: Tensor, title: str = "",
         gy = torch.linspace(y0, y1, grid, device=dev, dtype=x.dtype)  # [G]
         ygrid = gy[:, None, None].expand(grid, grid, 1)  # [G_y, G_x, 1]
         dens = module.log_prob_original(gx, ygrid).exp().cpu()  # [G_y, G_x]
+        # square-root colour scale: the narrow single-valued ends do not wash out the rest
         ax.imshow(dens.numpy(), origin="lower", aspect="auto", extent=(x0, x1, y0, y1),
-                  cmap="Blues", vmax=float(torch.quantile(dens.flatten(), 0.99)))
+                  cmap="Blues", norm=PowerNorm(0.5, vmin=0.0,
+                                               vmax=float(torch.quantile(dens.flatten(), 0.99))))
         ax.scatter(xc[:, 0], yc[:, 0], s=3, c="black", alpha=0.4, label="validation data")
         draws = module.sample_original(gx, 1, gen)[0].cpu()  # [G, 1]
         ax.scatter(gx.cpu()[:, 0], draws[:, 0], s=6, c="tab:red", label="samples")
