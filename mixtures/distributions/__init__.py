@@ -29,6 +29,13 @@ from mixtures.distributions.gaussian import (
     sample_mixture,
     weighted_log_prob,
 )
+from mixtures.distributions.mixture import (
+    component_variances,
+    mixture_covariance,
+    mixture_marginal_cdf,
+    mixture_mean,
+    mixture_mode,
+)
 from mixtures.distributions.stick_breaking import (
     expected_log_weights,
     expected_weights,
@@ -59,6 +66,11 @@ __all__ = [
     "SharedScalarCovariance",
     "UnitCovariance",
     "component_log_prob",
+    "component_variances",
+    "mixture_covariance",
+    "mixture_marginal_cdf",
+    "mixture_mean",
+    "mixture_mode",
     "expfam_log_prob",
     "mixture_log_prob",
     "responsibilities",

@@ -32,14 +32,12 @@ from torch import Tensor, nn
 from mixtures.distributions import (
     CovarianceType,
     FullCovariance,
-    mixture_log_prob,
-    sample_mixture,
-)
-from mixtures.distributions.mixture import (
     mixture_covariance,
+    mixture_log_prob,
     mixture_marginal_cdf,
     mixture_mean,
     mixture_mode,
+    sample_mixture,
 )
 from mixtures.models.kmeans import kmeans
 
