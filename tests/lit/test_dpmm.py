@@ -133,7 +133,7 @@ def test_ddp_cpu_equals_one_process(tmp_path, batch):
     the one-process parameters; with mini-batches each rank takes half of the global batch."""
     args = ["model=dpmm_full", "logger=csv", "callbacks=none", "data.num_samples=1251",
             "trainer.max_epochs=5", "trainer.enable_progress_bar=false", "model.tol=null",
-            "model.kappa=0.6", "test=false"]
+            "model.kappa=0.6", "test=false", "trainer.precision=64"]
     half = batch if batch == "null" else str(int(batch) // 2)
     fitted = {}
     for trainer, size in (("cpu", batch), ("ddp_cpu", half)):
