@@ -3,6 +3,7 @@
 from mixtures.data.base import InMemoryDataModule, TensorBatches
 from mixtures.data.blobs import BlobsDataModule, make_blobs
 from mixtures.data.file import FileDataModule, load_array
+from mixtures.data.mnist import MNISTDataModule
 from mixtures.data.regression import (
     HeteroscedasticDataModule,
     InverseSineDataModule,
@@ -17,6 +18,7 @@ __all__ = [
     "HeteroscedasticDataModule",
     "InMemoryDataModule",
     "InverseSineDataModule",
+    "MNISTDataModule",
     "RegressionDataModule",
     "RingDataModule",
     "SklearnRegressionDataModule",
