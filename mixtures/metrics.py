@@ -22,6 +22,8 @@ __all__ = [
     "ClusteringScores",
     "LogLikelihood",
     "Calibration",
+    "ClassificationScores",
+    "auroc",
     "crps_from_samples",
     "bic",
     "aic",
@@ -197,3 +199,61 @@ class Calibration(Metric):
         error = (cdf - edges / self.num_bins).abs().amax()
         return {"coverage": self.covered.double() / count, "histogram": self.histogram,
                 "error": error}
+
+
+class ClassificationScores(Metric):
+    """Accuracy, mean NLL and expected calibration error (ECE) of class log-probabilities,
+    from sums over batches and DDP ranks (exact: the states are counts and sums).
+
+    ECE = Σ_b (n_b / N) |acc_b − conf_b| over ``num_bins`` equal-width bins of the top-class
+    confidence (Guo et al. 2017, 15 bins by default).
+    """
+
+    full_state_update = False
+
+    def __init__(self, num_bins: int = 15) -> None:
+        super().__init__()
+        self.num_bins = int(num_bins)
+        self.add_state("count", torch.zeros((), dtype=torch.float64), "sum")
+        self.add_state("correct", torch.zeros((), dtype=torch.float64), "sum")
+        self.add_state("nll", torch.zeros((), dtype=torch.float64), "sum")
+        for name in ("bin_count", "bin_conf", "bin_correct"):
+            self.add_state(name, torch.zeros(self.num_bins, dtype=torch.float64), "sum")
+
+    def update(self, log_probs: Tensor, labels: Tensor) -> None:
+        """``log_probs`` ``[N, C]`` (normalised), ``labels`` ``[N]``."""
+        log_probs = log_probs.detach().double()
+        labels = labels.long()
+        conf, pred = log_probs.max(-1)
+        conf = conf.exp()
+        hit = (pred == labels).double()
+        self.count += labels.numel()
+        self.correct += hit.sum()
+        self.nll -= log_probs.gather(-1, labels[:, None]).sum()
+        bins = (conf * self.num_bins).long().clamp(0, self.num_bins - 1)
+        self.bin_count += torch.bincount(bins, minlength=self.num_bins).double()
+        self.bin_conf += torch.bincount(bins, weights=conf, minlength=self.num_bins)
+        self.bin_correct += torch.bincount(bins, weights=hit, minlength=self.num_bins)
+
+    def compute(self) -> dict[str, Tensor]:
+        n = self.count.clamp_min(1)
+        ece = (self.bin_correct - self.bin_conf).abs().sum() / n
+        return {"acc": self.correct / n, "nll": self.nll / n, "ece": ece}
+
+
+def auroc(scores_in: Tensor, scores_out: Tensor) -> float:
+    """Area under the ROC curve for telling in-distribution inputs (higher score) from
+    out-of-distribution ones: the probability that a random in-distribution score exceeds a
+    random out-of-distribution one, ties counting one half (Mann-Whitney U)."""
+    s = torch.cat([scores_in.flatten(), scores_out.flatten()]).double().cpu()
+    n_in, n_out = scores_in.numel(), scores_out.numel()
+    order = s.argsort()
+    ranks = torch.empty_like(s)
+    ranks[order] = torch.arange(1, s.numel() + 1, dtype=s.dtype)
+    # average ranks over ties
+    uniq, inverse = torch.unique(s, return_inverse=True)
+    sums = torch.zeros(uniq.numel(), dtype=s.dtype).index_add_(0, inverse, ranks)
+    counts = torch.zeros(uniq.numel(), dtype=s.dtype).index_add_(0, inverse, torch.ones_like(s))
+    ranks = (sums / counts)[inverse]
+    u = ranks[:n_in].sum() - n_in * (n_in + 1) / 2
+    return float(u / (n_in * n_out))

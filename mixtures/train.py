@@ -55,6 +55,11 @@ def _fill_data_sizes(cfg: DictConfig, datamodule: Any) -> None:
             f"{cfg.model._target_} is a density model of unlabelled points; use model=mdn, or "
             "data=file without data.target_columns to fit a density to all columns."
         )
+    if getattr(datamodule, "classification", False) and "num_features" in cfg.model:
+        raise ValueError(
+            f"{data_name} is labelled image data for classifiers, but {cfg.model._target_} "
+            "models points' features; use model=gmm_classifier or model=cnn_linear."
+        )
     for key in ("num_features", "num_targets"):
         if key not in cfg.model or not hasattr(datamodule, key):
             continue

@@ -1,7 +1,10 @@
 """Callbacks: divergence guard and TensorBoard figures."""
 
+from mixtures.callbacks.classifier import ClassifierFigure
 from mixtures.callbacks.divergence import DivergenceGuard
 from mixtures.callbacks.figures import MixtureFigure, mixture_figure
 from mixtures.callbacks.regression import RegressionFigure
 
-__all__ = ["DivergenceGuard", "MixtureFigure", "RegressionFigure", "mixture_figure"]
+__all__ = [
+    "ClassifierFigure", "DivergenceGuard", "MixtureFigure", "RegressionFigure", "mixture_figure",
+]
