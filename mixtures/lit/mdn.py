@@ -24,6 +24,7 @@ import torch
 from torch import Tensor
 
 from mixtures.distributions import CovarianceType
+from mixtures.lit.optim import optimizers_from_config
 from mixtures.metrics import Calibration, LogLikelihood, crps_from_samples
 from mixtures.models.mdn import MixtureDensityNetwork
 
@@ -125,14 +126,8 @@ class MDNModule(L.LightningModule):
             self.model.initialize(y, gen)
 
     def configure_optimizers(self) -> Any:
-        optimizer = self.optimizer_factory(self.model.parameters())
-        if self.scheduler_factory is None:
-            return optimizer
-        scheduler = self.scheduler_factory(optimizer)
-        config = {"scheduler": scheduler, "interval": "epoch"}
-        if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
-            config["monitor"] = "val/nll"
-        return {"optimizer": optimizer, "lr_scheduler": config}
+        return optimizers_from_config(self.model.parameters(), self.optimizer_factory,
+                                      self.scheduler_factory, monitor="val/nll")
 
     # -- units ----------------------------------------------------------------------------------
     @property
