@@ -19,7 +19,8 @@ import torch
 from torch import Tensor
 
 import mixtures.distributions as dist
-from mixtures.models.em import EM_INIT_METHODS, GaussianMixtureEM, initial_responsibilities
+from mixtures.models.em import GaussianMixtureEM
+from mixtures.models.init import INIT_METHODS, initial_responsibilities
 
 try:
     from sklearn.exceptions import ConvergenceWarning, NotFittedError
@@ -33,16 +34,6 @@ except ImportError:  # scikit-learn is a dev dependency only
 
 __all__ = ["GaussianMixture", "NotFittedError", "ConvergenceWarning"]
 
-#: covariance_type → (parametrisation, per-component shape form, shared by all components).
-#: Forms: "matrix" [D, D], "vector" [D], "scalar" []; non-shared types add a leading K.
-COVARIANCE_TYPES = {
-    "full": (dist.FullCovariance, "matrix", False),
-    "tied": (dist.SharedFullCovariance, "matrix", True),
-    "diag": (dist.DiagCovariance, "vector", False),
-    "spherical": (dist.ScalarCovariance, "scalar", False),
-    "shared_spherical": (dist.SharedScalarCovariance, "scalar", True),
-    "unit": (dist.UnitCovariance, "scalar", True),
-}
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
@@ -112,8 +103,8 @@ class GaussianMixture:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
                 raise ValueError(f"{name} must be an integer ≥ 1, got {value!r}.")
-        for name, choices in (("covariance_type", tuple(COVARIANCE_TYPES)),
-                              ("init_params", EM_INIT_METHODS)):
+        for name, choices in (("covariance_type", tuple(dist.SKLEARN_COVARIANCE_TYPES)),
+                              ("init_params", INIT_METHODS)):
             if getattr(self, name) not in choices:
                 raise ValueError(f"{name}={getattr(self, name)!r} is unknown; choose one of "
                                  f"{choices}.")
@@ -145,10 +136,10 @@ class GaussianMixture:
         return x
 
     def _engine(self, d: int, restarts: int = 1) -> GaussianMixtureEM:
-        cov_cls, _, _ = COVARIANCE_TYPES[self.covariance_type]
         # the floor on scales stays below √reg_covar, so that reg_covar alone regularises
         floor = 0.5 * self.reg_covar**0.5 if self.reg_covar > 0 else 1e-8
-        return GaussianMixtureEM(int(self.n_components), d, cov_cls(min_scale=floor),
+        cov = dist.covariance_from_sklearn_name(self.covariance_type, min_scale=floor)
+        return GaussianMixtureEM(int(self.n_components), d, cov,
                                  num_restarts=int(restarts), reg_covar=self.reg_covar)
 
     def _fitted(self, X=None) -> GaussianMixtureEM | Tensor:
@@ -165,10 +156,12 @@ class GaussianMixture:
         return x
 
     # -- initialisation ----------------------------------------------------------------------------
-    def _user_init(self, d: int, x: Tensor) -> tuple[Tensor | None, Tensor | None, Tensor | None]:
+    def _user_init(self, cov: dist.CovarianceType, x: Tensor
+                   ) -> tuple[Tensor | None, Tensor | None, Tensor | None]:
         """weights_init ``[K]``, means_init ``[K, D]`` and precisions_init as dense covariances
-        ``[K, D, D]`` (None where not given), checked against scikit-learn's shapes."""
-        k, (_, form, shared) = self.n_components, COVARIANCE_TYPES[self.covariance_type]
+        ``[K, D, D]`` (None where not given), checked against scikit-learn's shapes (those of
+        the covariance type ``cov``)."""
+        k, d = int(self.n_components), x.shape[1]
         w, m, p = (None if a is None else torch.as_tensor(
             np.asarray(a.detach().cpu() if isinstance(a, Tensor) else a, dtype=np.float64),
             dtype=x.dtype, device=x.device)
@@ -181,18 +174,15 @@ class GaussianMixture:
             raise ValueError(f"means_init must have shape [{k}, {d}], got {list(m.shape)}.")
         if p is None:
             return w, m, None
-        if self.covariance_type == "unit":
-            raise ValueError("precisions_init cannot be set for covariance_type='unit' (the "
-                             "covariance is fixed to the identity); leave it None.")
-        shape = {"matrix": (d, d), "vector": (d,), "scalar": ()}[form]
-        shape = shape if shared else (k, *shape)
+        if not cov.learnable:
+            raise ValueError("precisions_init cannot be set for covariance_type="
+                             f"{self.covariance_type!r} (the covariance is fixed, not fitted); "
+                             "leave it None.")
+        shape = cov.sklearn_shape(k, d)
         if p.shape != shape:
             raise ValueError(f"precisions_init for covariance_type={self.covariance_type!r} "
                              f"must have shape {list(shape)}, got {list(p.shape)}.")
-        p = p[None] if shared else p  # [K or 1, ...] → dense precisions [K or 1, D, D]
-        eye = torch.eye(d, dtype=x.dtype, device=x.device)
-        p = p if form == "matrix" else torch.diag_embed(p) if form == "vector" \
-            else p[:, None, None] * eye
+        p = cov.from_sklearn(p, k, d)  # dense precisions [K, D, D]
         chol, info = torch.linalg.cholesky_ex(p)
         if bool((info > 0).any()) or not torch.allclose(p, p.mT):
             raise ValueError("precisions_init must be symmetric positive-definite (positive "
@@ -202,7 +192,7 @@ class GaussianMixture:
     def _initialize(self, em: GaussianMixtureEM, x: Tensor) -> None:
         """As scikit-learn: an M-step from the init responsibilities of every restart, then the
         user's weights / means / precisions where given (no responsibilities if all are)."""
-        given = self._user_init(x.shape[1], x)
+        given = self._user_init(em.cov, x)
         if all(g is not None for g in given):
             em.set_parameters(*given, shift=x.mean(0))
             return
@@ -267,44 +257,39 @@ class GaussianMixture:
                   f"lower bound {lb[-1]:.5f}.")
 
     def _export(self) -> None:
-        """Fitted attributes in scikit-learn's shapes, from the engine's Cholesky factors."""
-        em, k, d = self._em, self.n_components, self.n_features_in_
-        _, form, shared = COVARIANCE_TYPES[self.covariance_type]
-        tril = em.cov.scale_tril(em.raw_covariance, d)[0].expand(k, d, d)  # [K, D, D]
+        """Fitted attributes in scikit-learn's shapes (the covariance type's ``to_sklearn``),
+        from the engine's Cholesky factors."""
+        em, d = self._em, self.n_features_in_
+        tril = em.cov.scale_tril(em.raw_covariance, d)[0]  # L [K or 1, D, D]
         eye = torch.eye(d, dtype=tril.dtype, device=tril.device)
-        if form == "matrix":
-            cov = tril @ tril.mT
-            prec_chol = torch.linalg.solve_triangular(tril, eye, upper=False).mT  # L⁻ᵀ
-            prec = prec_chol @ prec_chol.mT
-        else:
-            cov = tril.diagonal(dim1=-2, dim2=-1).square()  # [K, D]
-            cov = cov if form == "vector" else cov.mean(-1)
-            prec_chol, prec = cov.rsqrt(), cov.reciprocal()
-        np_ = lambda t: (t[0] if shared else t).cpu().numpy()  # noqa: E731
+        prec_chol = torch.linalg.solve_triangular(tril, eye, upper=False).mT  # L⁻ᵀ
+        cov, prec = tril @ tril.mT, prec_chol @ prec_chol.mT
+        np_ = lambda t: em.cov.to_sklearn(t).contiguous().cpu().numpy()  # noqa: E731
         self.weights_, self.means_ = em.weights[0].cpu().numpy(), em.means[0].cpu().numpy()
         self.covariances_, self.precisions_, self.precisions_cholesky_ = \
             np_(cov), np_(prec), np_(prec_chol)
 
     # -- inference ---------------------------------------------------------------------------------
-    def _weighted_log_prob(self, X) -> Tensor:
-        x = self._fitted(X)  # before touching the engine: NotFittedError if none
-        return self._em.weighted_log_prob(x)[:, 0]  # [N, K]
-
+    # -- the prediction API: the engine's (mixtures.models.base.MixtureDensity), as numpy -------
     def predict(self, X) -> np.ndarray:
         """Most probable component ``[N]`` (int64)."""
-        return self._weighted_log_prob(X).argmax(-1).cpu().numpy()
+        x = self._fitted(X)  # NotFittedError before touching the engine
+        return self._em.predict(x).cpu().numpy()
 
     def predict_proba(self, X) -> np.ndarray:
         """Responsibilities ``[N, K]``."""
-        return self._weighted_log_prob(X).softmax(-1).cpu().numpy()
+        x = self._fitted(X)  # NotFittedError before touching the engine
+        return self._em.predict_proba(x).cpu().numpy()
 
     def score_samples(self, X) -> np.ndarray:
         """Log-density of every point ``[N]``."""
-        return self._weighted_log_prob(X).logsumexp(-1).cpu().numpy()
+        x = self._fitted(X)  # NotFittedError before touching the engine
+        return self._em.score_samples(x).cpu().numpy()
 
     def score(self, X, y=None) -> float:
         """Mean log-density of the points."""
-        return float(self.score_samples(X).astype(np.float64).mean())
+        x = self._fitted(X)  # NotFittedError before touching the engine
+        return self._em.score(x)
 
     def _n_parameters(self) -> int:
         """Free parameters (weights, means, covariances), as scikit-learn's."""
@@ -312,17 +297,13 @@ class GaussianMixture:
 
     def bic(self, X) -> float:
         """Bayesian information criterion ``−2 log L + p log N`` (lower is better)."""
-        from mixtures.metrics import bic  # here: torchmetrics is slow to import
-
-        total = float(self.score_samples(X).astype(np.float64).sum())
-        return float(bic(total, self._n_parameters(), len(X)))
+        x = self._fitted(X)  # NotFittedError before touching the engine
+        return self._em.bic(x)
 
     def aic(self, X) -> float:
         """Akaike information criterion ``−2 log L + 2 p`` (lower is better)."""
-        from mixtures.metrics import aic
-
-        total = float(self.score_samples(X).astype(np.float64).sum())
-        return float(aic(total, self._n_parameters()))
+        x = self._fitted(X)  # NotFittedError before touching the engine
+        return self._em.aic(x)
 
     def sample(self, n_samples: int = 1) -> tuple[np.ndarray, np.ndarray]:
         """Points ``[S, D]`` (float64) and their components ``[S]``, grouped by component as in
@@ -332,8 +313,7 @@ class GaussianMixture:
             raise ValueError(f"n_samples must be an integer ≥ 1, got {n_samples!r}.")
         gen = torch.Generator(device=em.means.device)
         gen.manual_seed(_seed(self.random_state))
-        x, y = dist.sample_mixture(int(n_samples), em.log_weights[0], em.means[0],
-                                   em.raw_covariance[0], em.cov, gen)
+        x, y = em.sample(int(n_samples), gen)
         order = torch.argsort(y, stable=True)
         return x[order].double().cpu().numpy(), y[order].cpu().numpy()
 

@@ -6,12 +6,14 @@ from mixtures.distributions.conjugate import (
     NormalPrecision,
     NormalWishart,
     PrecisionDraw,
-    PriorSettings,
     ScalarNormalGamma,
     UnitNormalPrior,
+    conjugate_prior,
     kl_gamma,
+    register_conjugate,
 )
 from mixtures.distributions.covariance import (
+    SKLEARN_COVARIANCE_TYPES,
     CovarianceType,
     DiagCovariance,
     FullCovariance,
@@ -19,6 +21,7 @@ from mixtures.distributions.covariance import (
     SharedFullCovariance,
     SharedScalarCovariance,
     UnitCovariance,
+    covariance_from_sklearn_name,
 )
 from mixtures.distributions.gaussian import (
     component_log_prob,
@@ -44,15 +47,18 @@ from mixtures.distributions.stick_breaking import (
 )
 
 __all__ = [
+    "SKLEARN_COVARIANCE_TYPES",
     "ConjugatePrior",
     "CovarianceType",
     "DiagNormalGamma",
     "NormalPrecision",
     "NormalWishart",
     "PrecisionDraw",
-    "PriorSettings",
     "ScalarNormalGamma",
     "UnitNormalPrior",
+    "conjugate_prior",
+    "covariance_from_sklearn_name",
+    "register_conjugate",
     "expected_log_weights",
     "expected_weights",
     "kl_gamma",

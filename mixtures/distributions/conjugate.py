@@ -29,6 +29,12 @@ The scalar type is the proper isotropic Normal–Gamma (shape grows by D/2 per p
 Gamma types use their own ``E[log λ]``; scikit-learn reuses the Wishart formula for both, so its
 responsibilities differ slightly for ``diag`` / ``spherical`` (its point estimates do not).
 
+:func:`conjugate_prior` maps a covariance type to its family through a type-keyed registry
+(:func:`register_conjugate` on each family, as ``torch.distributions.kl.register_kl``); a new
+covariance type registers its prior here without the covariance module importing this one.
+One module rather than four: the families are short and read against the generic algebra of
+:class:`ConjugatePrior`.
+
 Letters: N points, K components, D features, Q moment features; ``*S`` is a type's Ψ shape.
 """
 
@@ -36,6 +42,7 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -54,12 +61,13 @@ __all__ = [
     "ConjugatePrior",
     "NormalPrecision",
     "PrecisionDraw",
-    "PriorSettings",
     "UnitNormalPrior",
     "ScalarNormalGamma",
     "DiagNormalGamma",
     "NormalWishart",
+    "conjugate_prior",
     "kl_gamma",
+    "register_conjugate",
 ]
 
 _LOG_2PI = math.log(2.0 * math.pi)
@@ -122,6 +130,11 @@ class ConjugatePrior(ABC):
         self.cov = covariance
 
     # -- per-type pieces ------------------------------------------------------------------------
+    def min_degrees_of_freedom(self, num_features: int) -> float:
+        """The bound that ν (prior and posterior) must exceed: 0 for the Gamma families (and
+        the unit type, which has no ν); the Wishart's is D − 1."""
+        return 0.0
+
     @abstractmethod
     def scatter_shape(self, num_features: int) -> tuple[int, ...]:
         """``*S``, the shape of one component's Ψ."""
@@ -279,6 +292,45 @@ class ConjugatePrior(ABC):
         return self.cov.precision_coefficients(draw.precision, draw.log_det, draw.mean)
 
 
+# -- covariance type → conjugate prior (a type-keyed registry, as torch.distributions.kl) ------
+_CONJUGATES: dict[type[CovarianceType], type[ConjugatePrior]] = {}
+
+
+def register_conjugate(covariance_type: type[CovarianceType]
+                       ) -> Callable[[type[ConjugatePrior]], type[ConjugatePrior]]:
+    """Class decorator: the decorated prior family is the conjugate prior of
+    ``covariance_type`` and of its subclasses (unless they register their own), e.g.
+    ``@register_conjugate(DiagCovariance)`` on :class:`DiagNormalGamma`."""
+    if not (isinstance(covariance_type, type) and issubclass(covariance_type, CovarianceType)):
+        raise TypeError(f"register_conjugate expects a CovarianceType subclass, got "
+                        f"{covariance_type!r}.")
+
+    def decorator(family: type[ConjugatePrior]) -> type[ConjugatePrior]:
+        _CONJUGATES[covariance_type] = family
+        return family
+
+    return decorator
+
+
+def conjugate_prior(covariance: CovarianceType) -> ConjugatePrior:
+    """The conjugate Normal–precision prior of ``covariance`` (variational Bayes, DPMM): the
+    family registered for the nearest class in ``type(covariance)``'s MRO.
+
+    Raises:
+        ValueError: for a shared covariance (the priors are per component, so a precision
+            shared by all components is not conjugate to them) or an unregistered type.
+    """
+    if not covariance.shared:
+        for cls in type(covariance).__mro__:
+            if cls in _CONJUGATES:
+                return _CONJUGATES[cls](covariance)
+    raise ValueError(
+        f"covariance type {type(covariance).__name__} has no conjugate prior in mixtures; "
+        "Bayesian mixtures support covariance=unit, scalar, diag or full."
+    )
+
+
+@register_conjugate(UnitCovariance)
 class UnitNormalPrior(ConjugatePrior):
     """Fixed covariance ``σ² I``; prior ``μ ~ N(m₀, σ² / β₀ I)``."""
 
@@ -386,6 +438,7 @@ class _GammaPrior(ConjugatePrior):
         return self.cov._unconstrain(var.sqrt()), 2 * a[..., 0], self.per_feature
 
 
+@register_conjugate(ScalarCovariance)
 class ScalarNormalGamma(_GammaPrior):
     """Isotropic precision ``λ I``, ``λ ~ Gamma(Dν/2, Dψ/2)`` (scikit-learn's "spherical")."""
 
@@ -402,6 +455,7 @@ class ScalarNormalGamma(_GammaPrior):
         return (sum_f - sum_x.square().sum(-1, keepdim=True) / beta[..., None]) / d
 
 
+@register_conjugate(DiagCovariance)
 class DiagNormalGamma(_GammaPrior):
     """Per-dimension precisions ``λ_d ~ Gamma(ν/2, ψ_d/2)``."""
 
@@ -417,10 +471,14 @@ class DiagNormalGamma(_GammaPrior):
         return sum_f - sum_x.square() / beta[..., None]
 
 
+@register_conjugate(FullCovariance)
 class NormalWishart(ConjugatePrior):
     """``Λ ~ Wishart(Ψ⁻¹, ν)``; Ψ is only ever used through its Cholesky factor."""
 
     cov: FullCovariance
+
+    def min_degrees_of_freedom(self, num_features: int) -> float:
+        return float(num_features - 1)
 
     def scatter_shape(self, num_features: int) -> tuple[int, ...]:
         return (num_features, num_features)
@@ -501,94 +559,3 @@ class NormalWishart(ConjugatePrior):
         dof = q.nu - num_features + 1
         factor = (q.beta + 1) / (q.beta * dof)
         return self.cov.from_covariance(q.scatter * factor[..., None, None]), dof, False
-
-
-class PriorSettings:
-    """Prior hyper-parameters of a Bayesian Gaussian mixture, with scikit-learn's names and
-    defaults (``BayesianGaussianMixture``), validated once; data-dependent defaults are resolved
-    by :meth:`mean` and :meth:`scatter`. Shared by the DPMM and the variational GMM.
-
-    Args:
-        covariance: the covariance type (``unit``, ``scalar``, ``diag`` or ``full``).
-        num_components: K; num_features: D.
-        weight_concentration_prior: α of the weights' prior (None: 1 / K).
-        mean_precision_prior: β₀ > 0.
-        mean_prior: m₀ ``[D]`` (None: the data mean).
-        degrees_of_freedom_prior: ν₀ (None: D; ν₀ > D − 1 for ``full``, > 0 otherwise).
-        covariance_prior: Ψ₀ — a float (times the identity), a ``[D]`` diagonal or a ``[D, D]``
-            matrix, projected onto the covariance type (None: the data covariance).
-    """
-
-    def __init__(self, covariance: CovarianceType, num_components: int, num_features: int,
-                 weight_concentration_prior: float | None = None,
-                 mean_precision_prior: float = 1.0,
-                 mean_prior: Tensor | list[float] | None = None,
-                 degrees_of_freedom_prior: float | None = None,
-                 covariance_prior: float | Tensor | list | None = None) -> None:
-        for name, value in (("num_components", num_components), ("num_features", num_features)):
-            if not (isinstance(value, int) and value >= 1):
-                raise ValueError(f"{name} must be an integer ≥ 1, got {value!r}.")
-        k, d = num_components, num_features
-        self.num_components, self.num_features = k, d
-        self.cov = covariance
-        self.family = covariance.conjugate_prior()  # raises for unsupported types
-        alpha = 1.0 / k if weight_concentration_prior is None else weight_concentration_prior
-        nu0 = float(d) if degrees_of_freedom_prior is None else degrees_of_freedom_prior
-        self.min_nu = float(d - 1) if isinstance(covariance, FullCovariance) else 0.0
-        checks = (("weight_concentration_prior", alpha, alpha > 0, "e.g. 1 / num_components"),
-                  ("mean_precision_prior", mean_precision_prior, mean_precision_prior > 0,
-                   "e.g. 1.0"),
-                  ("degrees_of_freedom_prior", nu0, nu0 > self.min_nu,
-                   f"it must exceed {self.min_nu:g}; the default is num_features = {d}"))
-        for name, value, ok, fix in checks:
-            if not ok:
-                raise ValueError(f"model.{name}={value} is invalid: {fix}.")
-        self.alpha, self.beta0, self.nu0 = float(alpha), float(mean_precision_prior), float(nu0)
-        self.mean_prior = None if mean_prior is None else torch.as_tensor(mean_prior)
-        self.covariance_prior = covariance_prior
-        if self.mean_prior is not None and self.mean_prior.shape != (d,):
-            raise ValueError(f"model.mean_prior must have {d} entries (num_features), got shape "
-                             f"{list(self.mean_prior.shape)}.")
-
-    def mean(self, x: Tensor) -> Tensor:
-        """m₀ ``[D]`` (float64 on x's device): the given one or the data mean."""
-        if self.mean_prior is None:
-            return x.double().mean(0)
-        return self.mean_prior.double().to(x.device)
-
-    def scatter(self, x: Tensor) -> Tensor:
-        """Ψ₀ ``[*S]`` (float64) of this type: the given one or the data covariance, floored."""
-        d, spec = self.num_features, self.covariance_prior
-        if spec is None:
-            if x.shape[0] < 2:
-                raise ValueError("covariance_prior needs at least 2 points, or set it.")
-            dense = torch.atleast_2d(torch.cov(x.double().T))
-        else:
-            value = torch.as_tensor(spec, dtype=torch.float64)
-            if value.dim() == 0:
-                dense = value * torch.eye(d, dtype=torch.float64)
-            elif value.shape == (d,):
-                dense = torch.diag(value)
-            elif value.shape == (d, d):
-                dense = value
-            else:
-                raise ValueError(f"model.covariance_prior must be a number, [{d}] or [{d}, {d}]"
-                                 f"; got shape {list(value.shape)}.")
-        scatter = self.family.scatter_from_covariance(dense.to(x.device))
-        floor = self.cov.min_scale**2
-        if scatter.dim() < 2:
-            if spec is not None and not bool((scatter > 0).all()):
-                raise ValueError("model.covariance_prior must be positive (its variances); got "
-                                 f"{spec}.")
-            return scatter.clamp_min(floor)
-        if spec is None:  # a constant feature makes the data covariance singular: floor it
-            scatter = scatter + floor * torch.eye(d, dtype=scatter.dtype, device=scatter.device)
-        if not bool(torch.isfinite(scatter).all()) or torch.linalg.cholesky_ex(scatter)[1] > 0:
-            raise ValueError("model.covariance_prior is not positive definite; give a "
-                             "positive-definite matrix or a positive number.")
-        return scatter
-
-    def prior(self, scatter: Tensor) -> NormalPrecision:
-        """The K components' prior ``(β₀, 0, ν₀, Ψ₀)`` in centred coordinates."""
-        return self.family.prior(self.num_components, self.num_features, self.beta0, self.nu0,
-                                 scatter)

@@ -45,7 +45,7 @@ def component_log_prob(x: Tensor, means: Tensor, raw: Tensor, cov: CovarianceTyp
     if means.shape[-1] != d:
         raise ValueError(
             f"points have {d} features but the components have {means.shape[-1]}; "
-            "check the data's feature count against model.num_features."
+            "check the data's feature count against model.net.num_features."
         )
     diff = x.unsqueeze(-2) - means  # [*E, *R, K, D]
     maha = cov.mahalanobis(raw, diff)  # [*E, *R, K]
@@ -61,19 +61,23 @@ def expfam_log_prob(
     Args:
         features: ``F(x)`` ``[N, Q]``.
         x: ``[N, D]``.
-        quad: ``A`` ``[*R, K, Q]``; lin: ``b`` ``[*R, K, D]``; const: ``c`` ``[*R, K]``
-            (``R``: e.g. a batch of restarts, flattened into the matrix product).
+        quad: ``A`` ``[*R, K, Q]``, or ``[*R, 1, Q]`` when one second-order term serves every
+            component (a shared covariance's coefficients): then it is multiplied once per
+            restart instead of once per component.
+        lin: ``b`` ``[*R, K, D]``; const: ``c`` ``[*R, K]`` (``R``: e.g. a batch of restarts,
+            flattened into the matrix product).
 
     Returns:
         ``[N, *R, K]``.
     """
     batch = const.shape
     q, d, k = quad.shape[-1], lin.shape[-1], batch[-1]
-    if k > 1 and quad.stride(-2) == 0:
-        # A shared covariance (expanded over K): one second-order column per restart.
-        shared = features @ quad[..., 0, :].reshape(-1, q).T  # [N, R']
+    if k > 1 and quad.shape[-2] == 1:
+        # One second-order term for all K (a shared covariance): one column per restart.
+        shared = features @ quad[..., 0, :].expand(*batch[:-1], q).reshape(-1, q).T  # [N, R']
         out = torch.addmm(const.reshape(1, -1), x, lin.reshape(-1, d).T)
         return (out.view(x.shape[0], -1, k) + shared.unsqueeze(-1)).reshape(x.shape[0], *batch)
+    quad = quad.expand(*batch, q)
     out = torch.addmm(const.reshape(1, -1), features, quad.reshape(-1, q).T)
     out = out.addmm_(x, lin.reshape(-1, d).T)
     return out.reshape(x.shape[0], *batch)

@@ -48,6 +48,7 @@ from mixtures.distributions import (
     SharedScalarCovariance,
     UnitCovariance,
     UnitNormalPrior,
+    conjugate_prior,
     expfam_log_prob,
     kl_gamma,
 )
@@ -88,7 +89,7 @@ def make_data(seed: int = 0) -> tuple[Tensor, Tensor, Tensor]:
 def make_problem(kind: str, seed: int = 0):
     """``(family, prior p, posterior q, x, resp, dense Ψ₀)``."""
     x, resp, psi0 = make_data(seed)
-    family = make_cov(kind).conjugate_prior()
+    family = conjugate_prior(make_cov(kind))
     p = family.prior(K, D, BETA0, NU0, family.scatter_from_covariance(psi0))
     counts, sum_x = resp.sum(0), resp.T @ x
     sum_f = resp.T @ family.cov.moment_features(x)
@@ -292,7 +293,7 @@ def test_normal_density_helper():
     (DiagCovariance(), DiagNormalGamma), (FullCovariance(), NormalWishart)],
     ids=["unit", "scalar", "diag", "full"])
 def test_conjugate_prior_types(cov, cls):
-    family = cov.conjugate_prior()
+    family = conjugate_prior(cov)
     assert type(family) is cls and family.cov is cov
     shape = {"unit": (0,), "scalar": (1,), "diag": (D,), "full": (D, D)}
     kind = {UnitNormalPrior: "unit", ScalarNormalGamma: "scalar", DiagNormalGamma: "diag",
@@ -306,7 +307,7 @@ def test_conjugate_prior_types(cov, cls):
                          ids=["shared_scalar", "shared_full"])
 def test_shared_types_have_no_conjugate_prior(cov):
     with pytest.raises(ValueError, match="no conjugate prior"):
-        cov.conjugate_prior()
+        conjugate_prior(cov)
 
 
 @pytest.mark.parametrize("kind", KINDS)

@@ -19,6 +19,7 @@ from mixtures.distributions import (
     DiagCovariance,
     FullCovariance,
     ScalarCovariance,
+    SharedFullCovariance,
     SharedScalarCovariance,
     UnitCovariance,
     component_log_prob,
@@ -125,6 +126,42 @@ def test_colour_inverts_whiten(cov, layout):
     torch.testing.assert_close(cov.colour(raw, cov.whiten(raw, diff)), diff)
     tril = cov.scale_tril(raw, 3)
     torch.testing.assert_close(cov.colour(raw, diff), (tril @ diff.unsqueeze(-1))[..., 0])
+
+
+# -- precision in the type's form ----------------------------------------------------------------
+def _old_expected_precision(cov: CovarianceType, raw: Tensor, d: int) -> tuple[Tensor, Tensor]:
+    """The computation ``VariationalGMM._expected_precision`` did before ``precision_terms``."""
+    log_det = -cov.log_det(raw, d)
+    if isinstance(cov, FullCovariance):
+        return cov.precision(raw, d), log_det
+    return cov.scale(raw).square().reciprocal(), log_det
+
+
+@pytest.mark.parametrize("cov", [*COVARIANCES, pytest.param(SharedFullCovariance(),
+                                                            id="shared_full")])
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("d", [1, 3])
+def test_precision_terms(cov, layout, d):
+    """``precision_terms`` equals the old per-type computation exactly, and its dense form is
+    ``Σ⁻¹`` (a dense inverse) with ``log |Λ| = −log |Σ|``."""
+    raw = make_raw(cov, LAYOUTS[layout], d, seed=4)
+    precision, log_det = cov.precision_terms(raw, d)
+    old_precision, old_log_det = _old_expected_precision(cov, raw, d)
+    torch.testing.assert_close(precision, old_precision, rtol=0, atol=0)
+    torch.testing.assert_close(log_det, old_log_det, rtol=0, atol=0)
+    sigma = cov.covariance(raw, d)  # [*R, K or 1, D, D]
+    if precision.dim() == sigma.dim():  # full: dense
+        dense = precision
+    else:  # λ [..., 1] or diag(λ) [..., D]
+        dense = torch.diag_embed(precision.expand(*precision.shape[:-1], d))
+    torch.testing.assert_close(dense, torch.linalg.inv(sigma), rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(log_det, -torch.linalg.slogdet(sigma)[1], rtol=1e-10, atol=1e-10)
+    # the coefficients are those of the precision form
+    means = torch.randn(*LAYOUTS[layout], K, d, generator=torch.Generator().manual_seed(5),
+                        dtype=F64)
+    for got, want in zip(cov.coefficients(raw, means),
+                         cov.precision_coefficients(precision, log_det, means), strict=True):
+        torch.testing.assert_close(got, want, rtol=0, atol=0)
 
 
 # -- floor ---------------------------------------------------------------------------------------

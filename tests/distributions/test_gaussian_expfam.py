@@ -48,8 +48,10 @@ def test_coefficients_give_the_gaussian_log_density(name, batch, d):
     xx = x.reshape(N, *([1] * len(batch)), d).expand(N, *batch, d)
     torch.testing.assert_close(fast, component_log_prob(xx, means, raw, cov),
                                rtol=1e-10, atol=1e-10)
-    # the shared-covariance shortcut (stride-0 quadratic term) equals the general product
-    general = expfam_log_prob(cov.moment_features(x), x, quad.contiguous(), lin, const)
+    # the shared-covariance shortcut (quadratic term [..., 1, Q]) equals the general product
+    assert quad.shape[-2] == (1 if cov.shared else K)
+    general = expfam_log_prob(cov.moment_features(x), x,
+                              quad.expand(*const.shape, quad.shape[-1]).contiguous(), lin, const)
     torch.testing.assert_close(fast, general, rtol=1e-12, atol=1e-12)
 
 
