@@ -1,10 +1,12 @@
 """Callbacks: divergence guard and TensorBoard figures."""
 
+from mixtures.callbacks.base import FigureCallback
 from mixtures.callbacks.classifier import ClassifierFigure
 from mixtures.callbacks.divergence import DivergenceGuard
 from mixtures.callbacks.figures import MixtureFigure, mixture_figure
 from mixtures.callbacks.regression import RegressionFigure
 
 __all__ = [
-    "ClassifierFigure", "DivergenceGuard", "MixtureFigure", "RegressionFigure", "mixture_figure",
+    "ClassifierFigure", "DivergenceGuard", "FigureCallback", "MixtureFigure", "RegressionFigure",
+    "mixture_figure",
 ]

@@ -1,6 +1,8 @@
 """TensorBoard figures of an image classifier (``model=gmm_classifier`` / ``cnn_linear``):
 a few test digits with their class posteriors, and for a Gaussian-mixture head the per-class
 component usage (mean responsibility of each component over the digits of its class).
+
+Letters: M digits drawn, H × W pixels, C classes, G components per class.
 """
 
 from __future__ import annotations
@@ -11,14 +13,17 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
-from lightning.pytorch.loggers import TensorBoardLogger  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
 from torch import Tensor  # noqa: E402
+
+from mixtures.callbacks.base import FigureCallback  # noqa: E402
 
 __all__ = ["ClassifierFigure", "posterior_figure", "usage_figure"]
 
 
-def posterior_figure(images: Tensor, probs: Tensor, labels: Tensor):
-    """Digits ``[M, H, W]`` above bar charts of their class posteriors ``[M, C]``."""
+def posterior_figure(images: Tensor, probs: Tensor, labels: Tensor) -> Figure:
+    """Digits ``[M, H, W]`` above bar charts of their class posteriors ``[M, C]``; ``labels``
+    ``[M]`` are the true classes (their bars are green)."""
     m, c = probs.shape
     fig, axes = plt.subplots(2, m, figsize=(1.6 * m, 3.4), dpi=80)
     axes = axes.reshape(2, m)
@@ -38,7 +43,7 @@ def posterior_figure(images: Tensor, probs: Tensor, labels: Tensor):
     return fig
 
 
-def usage_figure(usage: Tensor):
+def usage_figure(usage: Tensor) -> Figure:
     """Heat map of the component usage ``[C, G]`` (rows sum to 1)."""
     c, g = usage.shape
     fig, ax = plt.subplots(figsize=(1.2 + 0.5 * g, 3.5), dpi=80)
@@ -53,18 +58,23 @@ def usage_figure(usage: Tensor):
     return fig
 
 
-class ClassifierFigure(L.Callback):
-    """After testing (and every ``every_n_epochs`` validations), log ``num_digits`` test digits
-    with their posteriors and the component usage. Does nothing for other models or without a
-    TensorBoard logger."""
+class ClassifierFigure(FigureCallback):
+    """After testing (and every ``every_n_epochs`` validations, and the last), log
+    ``num_digits`` test digits with their posteriors and the component usage. Does nothing for
+    other models or without a TensorBoard logger.
+
+    Args:
+        every_n_epochs: period in epochs.
+        num_digits: M, the test digits drawn.
+    """
 
     def __init__(self, every_n_epochs: int = 5, num_digits: int = 8) -> None:
-        self.every_n_epochs, self.num_digits = int(every_n_epochs), int(num_digits)
+        super().__init__(int(every_n_epochs))
+        self.num_digits = int(num_digits)
 
     def _draw(self, trainer: L.Trainer, pl_module: L.LightningModule, prefix: str) -> None:
-        loggers = [lg for lg in trainer.loggers if isinstance(lg, TensorBoardLogger)]
         dm = trainer.datamodule
-        if not loggers or dm is None or not hasattr(pl_module, "class_log_likelihood"):
+        if dm is None or not hasattr(pl_module, "class_log_likelihood"):
             return
         x, y = dm.split("test")
         x, y = x[: self.num_digits], y[: self.num_digits]
@@ -75,20 +85,16 @@ class ClassifierFigure(L.Callback):
         pl_module.train(was_training)
         side = dm.image_shape[-1]
         images = x.float().cpu().reshape(-1, side, side)
-        step = trainer.current_epoch
         figs = {f"{prefix}/posteriors": posterior_figure(images, probs, y.cpu())}
         if getattr(pl_module, "component_usage", None) is not None:
             figs[f"{prefix}/component_usage"] = usage_figure(pl_module.component_usage.cpu())
-        for tag, fig in figs.items():
-            for lg in loggers:
-                lg.experiment.add_figure(tag, fig, global_step=step, close=False)
-            plt.close(fig)
+        self.log_figures(trainer, figs, step=trainer.current_epoch)
 
     # *_end, not *_epoch_end: the module's own epoch-end hook has computed the usage by then
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if trainer.sanity_checking or (trainer.current_epoch + 1) % self.every_n_epochs:
-            return
-        self._draw(trainer, pl_module, "val")
+        if self.due(trainer):
+            self._draw(trainer, pl_module, "val")
 
     def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._draw(trainer, pl_module, "test")
+        if self.can_log(trainer):
+            self._draw(trainer, pl_module, "test")

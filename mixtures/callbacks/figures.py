@@ -14,9 +14,12 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
-from lightning.pytorch.loggers import TensorBoardLogger  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.patches import Ellipse  # noqa: E402
 from torch import Tensor  # noqa: E402
+
+from mixtures.callbacks.base import FigureCallback  # noqa: E402
+from mixtures.models.base import MixtureDensity  # noqa: E402
 
 __all__ = ["MixtureFigure", "mixture_figure", "weight_figure"]
 
@@ -31,9 +34,11 @@ def _projection(x: Tensor) -> Tensor:
     return vecs[:, -2:].flip(-1)
 
 
-def mixture_figure(x: Tensor, labels: Tensor, params: dict[str, Tensor], title: str = ""):
+def mixture_figure(x: Tensor, labels: Tensor, params: dict[str, Tensor],
+                   title: str = "") -> Figure:
     """Matplotlib figure of points ``[N, D]`` coloured by ``labels`` ``[N]`` and the 1σ / 2σ
-    ellipses of every component (line width ∝ weight)."""
+    ellipses of every component (line width ∝ weight); ``params`` holds ``weights [K]``,
+    ``means [K, D]`` and ``covariances [K, D, D]``."""
     x = x.detach().double().cpu()
     means = params["means"].double().cpu()
     covs = params["covariances"].double().cpu()
@@ -65,7 +70,7 @@ def mixture_figure(x: Tensor, labels: Tensor, params: dict[str, Tensor], title: 
     return fig
 
 
-def weight_figure(weights: Tensor, threshold: float | None = None, title: str = ""):
+def weight_figure(weights: Tensor, threshold: float | None = None, title: str = "") -> Figure:
     """Bar chart of the mixing weights ``[K]`` sorted in decreasing order, on a log scale (the
     weight spectrum of a Dirichlet-process mixture: how many components carry the data)."""
     w = weights.detach().double().cpu().sort(descending=True).values.clamp_min(1e-12)
@@ -82,9 +87,11 @@ def weight_figure(weights: Tensor, threshold: float | None = None, title: str = 
     return fig
 
 
-class MixtureFigure(L.Callback):
-    """Every ``every_n_epochs`` validation epochs, log the mixture figure (``val/mixture``) and
-    the weight spectrum (``val/weights``) to TensorBoard.
+class MixtureFigure(FigureCallback):
+    """Every ``every_n_epochs`` validation epochs (and the last), log the mixture figure
+    (``val/mixture``) and the weight spectrum (``val/weights``) to TensorBoard, from the
+    module's injected model (a :class:`~mixtures.models.base.MixtureDensity`; other modules
+    are skipped).
 
     Args:
         every_n_epochs: period in epochs.
@@ -92,32 +99,22 @@ class MixtureFigure(L.Callback):
     """
 
     def __init__(self, every_n_epochs: int = 10, max_points: int = 2000) -> None:
-        self.every_n_epochs = every_n_epochs
+        super().__init__(every_n_epochs)
         self.max_points = max_points
 
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if trainer.sanity_checking or not trainer.is_global_zero:
+        dm, model = trainer.datamodule, getattr(pl_module, "model", None)
+        if not self.due(trainer) or not isinstance(model, MixtureDensity) or dm is None:
             return
         epoch = trainer.current_epoch
-        last = trainer.max_epochs is not None and epoch + 1 >= trainer.max_epochs
-        if epoch % self.every_n_epochs and not last:
-            return
-        loggers = [lg for lg in trainer.loggers if isinstance(lg, TensorBoardLogger)]
-        dm = trainer.datamodule
-        if not loggers or not hasattr(pl_module, "mixture_parameters") or dm is None:
-            return
         x = dm.split("val")[0][: self.max_points]
         if x.shape[0] == 0:
             x = dm.split("train")[0][: self.max_points]
         with torch.no_grad():
-            labels = pl_module.predict_labels(x.to(pl_module.device))
-        fig = mixture_figure(x, labels, pl_module.mixture_parameters(),
-                             title=f"epoch {epoch}")
-        params = pl_module.mixture_parameters()
-        threshold = getattr(pl_module.hparams, "active_threshold", None)
-        spectrum = weight_figure(params["weights"], threshold, title=f"epoch {epoch}")
-        for lg in loggers:
-            lg.experiment.add_figure("val/mixture", fig, global_step=trainer.global_step)
-            lg.experiment.add_figure("val/weights", spectrum, global_step=trainer.global_step)
-        plt.close(fig)
-        plt.close(spectrum)
+            labels = model.predict(x.to(pl_module.device))
+        params = model.mixture_parameters()
+        threshold = getattr(model, "active_threshold", None)
+        self.log_figures(trainer, {
+            "val/mixture": mixture_figure(x, labels, params, title=f"epoch {epoch}"),
+            "val/weights": weight_figure(params["weights"], threshold, title=f"epoch {epoch}"),
+        }, step=trainer.global_step)

@@ -18,9 +18,11 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
-from lightning.pytorch.loggers import TensorBoardLogger  # noqa: E402
 from matplotlib.colors import PowerNorm  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
 from torch import Tensor  # noqa: E402
+
+from mixtures.callbacks.base import FigureCallback  # noqa: E402
 
 __all__ = ["RegressionFigure", "conditional_density_figure", "pit_figure"]
 
@@ -33,7 +35,7 @@ def _span(t: Tensor, margin: float = 0.05) -> tuple[float, float]:
 
 @torch.no_grad()
 def conditional_density_figure(module, x: Tensor, y: Tensor, title: str = "",
-                               grid: int = 150, seed: int = 0):
+                               grid: int = 150, seed: int = 0) -> Figure:
     """Figure of ``module``'s conditional density for validation data ``x [N, F]``,
     ``y [N, D]`` in original units. ``module`` provides ``log_prob_original(x, y)`` and
     ``sample_original(x, n, generator)``."""
@@ -94,7 +96,7 @@ def conditional_density_figure(module, x: Tensor, y: Tensor, title: str = "",
     return fig
 
 
-def pit_figure(histogram: Tensor, title: str = ""):
+def pit_figure(histogram: Tensor, title: str = "") -> Figure:
     """Bar chart of PIT histograms ``[D, bins]`` (one colour per target dimension); the dashed
     line is the flat histogram of a calibrated model."""
     hist = histogram.double().cpu()
@@ -116,9 +118,10 @@ def pit_figure(histogram: Tensor, title: str = ""):
     return fig
 
 
-class RegressionFigure(L.Callback):
+class RegressionFigure(FigureCallback):
     """Every ``every_n_epochs`` validation epochs (and the last), log the conditional density
     figure (``val/conditional_density``) and the PIT histogram (``val/pit``) to TensorBoard.
+    Does nothing for modules without ``sample_original``.
 
     Args:
         every_n_epochs: period in epochs.
@@ -126,33 +129,22 @@ class RegressionFigure(L.Callback):
     """
 
     def __init__(self, every_n_epochs: int = 25, max_points: int = 2000) -> None:
-        self.every_n_epochs = every_n_epochs
+        super().__init__(every_n_epochs)
         self.max_points = max_points
 
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if trainer.sanity_checking or not trainer.is_global_zero:
+        dm = trainer.datamodule
+        if not self.due(trainer) or dm is None or not hasattr(pl_module, "sample_original"):
             return
         epoch = trainer.current_epoch
-        last = trainer.max_epochs is not None and epoch + 1 >= trainer.max_epochs
-        if epoch % self.every_n_epochs and not last:
-            return
-        loggers = [lg for lg in trainer.loggers if isinstance(lg, TensorBoardLogger)]
-        dm = trainer.datamodule
-        if not loggers or dm is None or not hasattr(pl_module, "sample_original"):
-            return
         x, y = dm.split("val")
         if x.shape[0] == 0:
             x, y = dm.split("train")
         x, y = x[: self.max_points].to(pl_module.device), y[: self.max_points].to(pl_module.device)
-        # back to the original units (the module keeps the DataModule's standardisation)
-        x = pl_module.x_shift + pl_module.x_scale * x
-        y = pl_module.y_shift + pl_module.y_scale * y
+        # back to the data's original units (the module models the standardised data)
+        x, y = pl_module.x_standardizer.inverse(x), pl_module.y_standardizer.inverse(y)
         figs = {"val/conditional_density": conditional_density_figure(
             pl_module, x, y, title=f"epoch {epoch}")}
         if pl_module.pit_histogram is not None:
             figs["val/pit"] = pit_figure(pl_module.pit_histogram, title=f"epoch {epoch}")
-        for lg in loggers:
-            for tag, fig in figs.items():
-                lg.experiment.add_figure(tag, fig, global_step=trainer.global_step)
-        for fig in figs.values():
-            plt.close(fig)
+        self.log_figures(trainer, figs, step=trainer.global_step)

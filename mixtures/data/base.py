@@ -2,117 +2,50 @@
 
 No per-sample ``__getitem__``: a batch is one index operation on a device tensor. Shuffling uses
 a generator seeded by (seed, epoch), so a resumed run sees exactly the batches an uninterrupted
-run would. Under DDP each rank takes a disjoint shard (training shards are padded to equal size,
-like ``DistributedSampler``; evaluation shards are not, so summed metrics stay exact).
+run would. Under DDP each rank takes a disjoint shard: every point exactly once per epoch, no
+padding, so summed statistics (EM) and summed metrics stay exact. Training shards still give every
+rank the same number of batches (collectives must match): a smaller shard may end with an empty
+batch, which gradient modules weight by the global batch count.
 
-Letters: N points, D features.
+A DataModule declares what it provides, :attr:`InMemoryDataModule.kind` (one of
+:data:`DATA_KINDS`), and its sizes, :meth:`InMemoryDataModule.sizes`.
+
+Letters: N points, D features, D_y target dimensions, K components, C classes.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable, Iterator
+from typing import ClassVar
 
 import lightning as L
 import torch
 from torch import Tensor
 
-__all__ = ["InMemoryDataModule", "TensorBatches"]
+from mixtures.data.batches import TensorBatches
+from mixtures.data.standardize import Standardizer
+
+__all__ = ["DATA_KINDS", "InMemoryDataModule", "TensorBatches"]
 
 SPLITS = ("train", "val", "test")
 
-
-class TensorBatches:
-    """Iterable of ``(x,)`` or ``(x, y)`` batches sliced from in-memory tensors.
-
-    Args:
-        x: points ``[N, D]``.
-        y: labels ``[N]`` or None.
-        batch_size: points per batch (per rank); None for the whole shard in one batch.
-        shuffle: reshuffle every epoch.
-        seed: base seed of the shuffle.
-        epoch: callable returning the current epoch (the shuffle's second seed).
-        rank: this process's rank; world_size: number of processes.
-        pad: pad shards to equal length by wrapping around (training under DDP).
-        equal_steps: give every rank the same number of batches (training under DDP).
-    """
-
-    def __init__(
-        self,
-        x: Tensor,
-        y: Tensor | None,
-        batch_size: int | None,
-        shuffle: bool = False,
-        seed: int = 0,
-        epoch: Callable[[], int] | None = None,
-        rank: int = 0,
-        world_size: int = 1,
-        pad: bool = False,
-        equal_steps: bool = False,
-    ) -> None:
-        self.x, self.y = x, y
-        self.equal_steps = equal_steps or pad
-        self.batch_size = batch_size
-        self.shuffle, self.seed = shuffle, seed
-        self.epoch = epoch or (lambda: 0)
-        self.rank, self.world_size, self.pad = rank, world_size, pad
-
-    def _shard_size(self) -> int:
-        n = self.x.shape[0]
-        if self.pad:
-            return math.ceil(n / self.world_size)
-        return len(range(self.rank, n, self.world_size))
-
-    def __len__(self) -> int:
-        # Training ranks must run the same number of steps (collectives must match): unpadded
-        # shards, which differ by at most one point, take the largest shard's batch count (the
-        # smaller ones end with an empty batch).
-        if self.equal_steps:
-            size = math.ceil(self.x.shape[0] / self.world_size)
-        else:
-            size = self._shard_size()
-        if self.batch_size is None:
-            return 1 if size > 0 else 0
-        return math.ceil(size / self.batch_size)
-
-    def _indices(self) -> Tensor | None:
-        n = self.x.shape[0]
-        if not self.shuffle and self.world_size == 1:
-            return None  # contiguous slices, no gather
-        if self.shuffle:
-            gen = torch.Generator().manual_seed(self.seed * 100_003 + int(self.epoch()))
-            order = torch.randperm(n, generator=gen)
-        else:
-            order = torch.arange(n)
-        if self.pad:
-            total = math.ceil(n / self.world_size) * self.world_size
-            if total > n:  # wrap around, repeatedly when N < world_size / 2
-                order = order.repeat(math.ceil(total / n))[:total]
-        return order[self.rank :: self.world_size].to(self.x.device)
-
-    def __iter__(self) -> Iterator[tuple[Tensor, ...]]:
-        idx = self._indices()
-        size = self.x.shape[0] if idx is None else idx.numel()
-        step = size if self.batch_size is None else self.batch_size
-        for start in range(0, len(self) * max(step, 1), max(step, 1)):  # may end with empty
-            if idx is None:
-                sl = slice(start, start + step)
-                xb = self.x[sl]
-                yb = None if self.y is None else self.y[sl]
-            else:
-                ib = idx[start : start + step]
-                xb = self.x[ib]
-                yb = None if self.y is None else self.y[ib]
-            yield (xb,) if yb is None else (xb, yb)
+#: what a DataModule provides (its ``kind``) → a description naming the data configs of that kind
+DATA_KINDS: dict[str, str] = {
+    "points": "unlabelled points (data=blobs, or data=file)",
+    "regression": "regression pairs (x, y) (data=inverse_sine, ring, heteroscedastic, diabetes, "
+                  "or data=file data.target_columns=[...])",
+    "images": "labelled images (data=mnist)",
+}
 
 
 class InMemoryDataModule(L.LightningDataModule):
     """Base class: subclasses implement :meth:`load` returning ``(x [N, D], y [N] | None)``.
 
-    A *regression* DataModule (``regression = True``) returns real-valued targets
-    ``y [N, D_y]`` instead of labels; they are checked, split with ``x`` and passed through
-    :meth:`fit_transform_targets` / :meth:`transform_targets`, and :attr:`num_targets` is D_y
-    (None for density data).
+    A subclass declares its :attr:`kind`. Density data (``points``) may carry integer labels
+    ``y [N]``, used only for evaluation (ARI / NMI). A ``regression`` DataModule returns
+    real-valued targets ``y [N, D_y]`` instead; they are checked and split with ``x``, and
+    :attr:`num_targets` is D_y. With :attr:`standardize` set, features (and regression targets)
+    are standardised by the training split's statistics: :attr:`x_standardizer` and
+    :attr:`y_standardizer` hold the fitted maps (None when that side is not standardised).
 
     Args:
         batch_size: training batch size; None (default) for full-batch training. Need not
@@ -122,6 +55,9 @@ class InMemoryDataModule(L.LightningDataModule):
         split_seed: seed of the random split and of the shuffles.
         shuffle: reshuffle the training data every epoch.
     """
+
+    #: what the data provides, a key of :data:`DATA_KINDS`
+    kind: ClassVar[str] = "points"
 
     def __init__(
         self,
@@ -149,33 +85,33 @@ class InMemoryDataModule(L.LightningDataModule):
         self.split_seed, self.shuffle = split_seed, shuffle
         self.splits: dict[str, tuple[Tensor, Tensor | None]] = {}
         self.num_classes: int | None = None
-
-    #: whether ``load`` returns regression targets ``[N, D_y]`` (not class labels ``[N]``)
-    regression: bool = False
+        #: standardise features (and regression targets) by the training split; set by subclasses
+        self.standardize = False
+        self.x_standardizer: Standardizer | None = None
+        self.y_standardizer: Standardizer | None = None
 
     # -- to implement -------------------------------------------------------------------------
     def load(self) -> tuple[Tensor, Tensor | None]:
-        """Return all points ``[N, D]`` (floating) and integer labels ``[N]`` or None."""
+        """Return all points ``[N, D]`` (floating) and labels ``[N]`` (or, for regression,
+        targets ``[N, D_y]``) or None."""
         raise NotImplementedError
 
-    def fit_transform(self, x_train: Tensor) -> None:
-        """Hook to fit a preprocessing transform on the training split (default: none)."""
-
-    def transform(self, x: Tensor) -> Tensor:
-        """Preprocessing applied to every split (default: identity)."""
-        return x
-
-    def to_original_units(self, means: Tensor, covariances: Tensor) -> tuple[Tensor, Tensor]:
-        """Map fitted means ``[K, D]`` and covariances ``[K, D, D]`` back to the data's units."""
-        return means, covariances
-
-    def fit_transform_targets(self, y_train: Tensor) -> None:
-        """Hook to fit a transform of regression targets on the training split (default: none).
-        """
-
-    def transform_targets(self, y: Tensor) -> Tensor:
-        """Preprocessing of regression targets ``[N, D_y]`` (default: identity)."""
-        return y
+    # -- what the data provides ---------------------------------------------------------------
+    def sizes(self) -> dict[str, int]:
+        """The sizes a model needs, by kind (loading the data on first call): ``points`` →
+        ``{"num_features": D}``; ``regression`` → ``{"num_features": F, "num_targets": D_y}``;
+        ``images`` → ``{"num_classes": C}``."""
+        if self.kind == "images":
+            if self.num_classes is None:
+                self._ensure_loaded()
+            if self.num_classes is None:
+                raise ValueError(f"{self._describe()} is image data but has no class labels.")
+            return {"num_classes": self.num_classes}
+        out = {"num_features": self.num_features}
+        targets = self.num_targets  # None unless regression
+        if targets is not None:
+            out["num_targets"] = targets
+        return out
 
     # -- shared machinery ---------------------------------------------------------------------
     def _ensure_loaded(self) -> None:
@@ -190,7 +126,8 @@ class InMemoryDataModule(L.LightningDataModule):
                 f"data must be a 2-D array [N, D] of points, got shape {list(x.shape)}."
             )
         _check_finite(x, self._describe())
-        if self.regression:
+        regression = self.kind == "regression"
+        if regression:
             y = self._check_targets(x, y)
         elif y is not None:
             y = torch.as_tensor(y)
@@ -206,14 +143,18 @@ class InMemoryDataModule(L.LightningDataModule):
         gen = torch.Generator().manual_seed(self.split_seed)
         perm = torch.randperm(n, generator=gen)
         parts = dict(zip(SPLITS, perm.split([n_train, n_val, n_test]), strict=True))
-        self.fit_transform(x[parts["train"]])
-        if self.regression:
-            self.fit_transform_targets(y[parts["train"]])
+        if self.standardize:
+            train = parts["train"]
+            self.x_standardizer = Standardizer(x.shape[1]).fit(x[train])
+            if regression and y is not None:
+                self.y_standardizer = Standardizer(y.shape[1]).fit(y[train])
         for name, idx in parts.items():
-            target = None if y is None else y[idx]
-            if self.regression:
-                target = self.transform_targets(target)
-            self.splits[name] = (self.transform(x[idx]), target)
+            xs, ys = x[idx], None if y is None else y[idx]
+            if self.x_standardizer is not None:
+                xs = self.x_standardizer.transform(xs)
+            if self.y_standardizer is not None and ys is not None:
+                ys = self.y_standardizer.transform(ys)
+            self.splits[name] = (xs, ys)
 
     def _check_targets(self, x: Tensor, y: Tensor | None) -> Tensor:
         """Regression targets as a finite floating ``[N, D_y]`` tensor of ``x``'s dtype."""
@@ -242,8 +183,8 @@ class InMemoryDataModule(L.LightningDataModule):
 
     @property
     def num_targets(self) -> int | None:
-        """D_y of a regression data set (loading it on first access); None for density data."""
-        if not self.regression:
+        """D_y of a regression data set (loading it on first access); None for other kinds."""
+        if self.kind != "regression":
             return None
         self._ensure_loaded()
         return int(self.splits["train"][1].shape[1])
@@ -276,10 +217,6 @@ class InMemoryDataModule(L.LightningDataModule):
     def _epoch(self) -> int:
         return self.trainer.current_epoch if self.trainer is not None else 0
 
-    def _exact_statistics(self) -> bool:
-        module = self.trainer.lightning_module if self.trainer is not None else None
-        return bool(getattr(module, "exact_statistics", False))
-
     def _loader(self, name: str, train: bool) -> TensorBatches:
         x, y = self.split(name)
         rank, world = self._rank_world()
@@ -291,9 +228,8 @@ class InMemoryDataModule(L.LightningDataModule):
             epoch=self._epoch,
             rank=rank,
             world_size=world,
-            # Gradient training needs equal batch counts per rank (padding, as DistributedSampler
-            # does); summed statistics (EM) need every point exactly once.
-            pad=train and world > 1 and not self._exact_statistics(),
+            # exact shards (every point once per epoch) for every module; training ranks run
+            # equally many steps, a smaller shard ending with an empty batch
             equal_steps=train,
         )
 

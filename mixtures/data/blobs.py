@@ -12,7 +12,23 @@ from mixtures.data.base import InMemoryDataModule
 
 __all__ = ["BlobsDataModule", "make_blobs"]
 
-COVARIANCE_TYPES = ("full", "diag", "scalar", "unit")
+def _random_full(k: int, d: int, uniform, gen: torch.Generator) -> Tensor:
+    """Random rotations times standard deviations drawn by ``uniform``."""
+    q, r = torch.linalg.qr(torch.randn(k, d, d, generator=gen, dtype=torch.float64))
+    q = q * torch.sign(torch.diagonal(r, dim1=-2, dim2=-1)).unsqueeze(-2)
+    std = uniform(k, d)
+    return q @ torch.diag_embed(std.square()) @ q.transpose(-1, -2)
+
+
+#: the true covariances of each ``covariance_type`` of the synthetic data ``[K, D, D]``
+_TRUE_COVARIANCES = {
+    "full": _random_full,
+    "diag": lambda k, d, uniform, gen: torch.diag_embed(uniform(k, d).square()),
+    "scalar": lambda k, d, uniform, gen: (uniform(k, 1, 1).square()
+                                          * torch.eye(d, dtype=torch.float64)),
+    "unit": lambda k, d, uniform, gen: torch.eye(d, dtype=torch.float64).expand(k, d, d).clone(),
+}
+COVARIANCE_TYPES = tuple(_TRUE_COVARIANCES)
 
 
 def make_blobs(
@@ -75,17 +91,7 @@ def make_blobs(
     def uniform(*shape: int) -> Tensor:
         return min_std + (max_std - min_std) * torch.rand(*shape, generator=gen, dtype=f64)
 
-    if covariance_type == "full":
-        q, r = torch.linalg.qr(torch.randn(k, d, d, generator=gen, dtype=f64))
-        q = q * torch.sign(torch.diagonal(r, dim1=-2, dim2=-1)).unsqueeze(-2)
-        std = uniform(k, d)
-        covs = q @ torch.diag_embed(std.square()) @ q.transpose(-1, -2)
-    elif covariance_type == "diag":
-        covs = torch.diag_embed(uniform(k, d).square())
-    elif covariance_type == "scalar":
-        covs = uniform(k, 1, 1).square() * torch.eye(d, dtype=f64)
-    else:
-        covs = torch.eye(d, dtype=f64).expand(k, d, d).clone()
+    covs = _TRUE_COVARIANCES[covariance_type](k, d, uniform, gen)  # [K, D, D]
 
     if weight_concentration is None:
         weights = torch.full((k,), 1.0 / k, dtype=f64)

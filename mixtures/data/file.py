@@ -8,9 +8,9 @@ the features and used only for evaluation (ARI / NMI). ``target_columns`` (e.g. 
 of a conditional model (``model=mdn``) and the others its inputs.
 
 With ``standardize: true`` the features are shifted and scaled by the training split's mean and
-standard deviation; :meth:`FileDataModule.to_original_units` maps fitted means and covariances
-back, and ``train`` reports them in the original units. Regression targets are standardised
-likewise, and :meth:`FileDataModule.standardization` returns both maps.
+standard deviation (``x_standardizer``, a :class:`~mixtures.data.standardize.Standardizer` that
+maps fitted means and covariances back, so ``train`` reports them in the original units).
+Regression targets are standardised likewise (``y_standardizer``).
 
 Letters: N points, K components, D features.
 """
@@ -24,7 +24,6 @@ import torch
 from torch import Tensor
 
 from mixtures.data.base import InMemoryDataModule
-from mixtures.data.regression import standard_scaling
 
 __all__ = ["FileDataModule", "load_array"]
 
@@ -92,7 +91,8 @@ class FileDataModule(InMemoryDataModule):
         path: the file.
         label_column: index of a label column (e.g. -1), or None.
         target_columns: indices of regression target columns (an int or a list), or None.
-        standardize: standardise features with the training split's mean and std.
+        standardize: standardise features (and targets) with the training split's mean and
+            std.
         delimiter: column separator for text files (default ``,``; tab for ``.tsv``).
         dtype: ``float32`` or ``float64``.
         **kwargs: batch sizes, split fractions and seed of :class:`InMemoryDataModule`.
@@ -133,14 +133,15 @@ class FileDataModule(InMemoryDataModule):
                 raise ValueError("data.target_columns is empty; give at least one column.")
             target_columns = cols
         self.target_columns = target_columns
-        self.regression = target_columns is not None
-        self.target_shift: Tensor | None = None
-        self.target_scale: Tensor | None = None
         self.standardize = standardize
         self.delimiter = delimiter
         self.dtype = getattr(torch, dtype)
-        self.shift: Tensor | None = None
-        self.scale: Tensor | None = None
+
+    # The one DataModule whose kind depends on its configuration (read it on the instance).
+    @property
+    def kind(self) -> str:  # type: ignore[override]
+        """``regression`` with ``target_columns``, else ``points``."""
+        return "points" if self.target_columns is None else "regression"
 
     def _describe(self) -> str:
         return f"data file {self.path}"
@@ -190,37 +191,3 @@ class FileDataModule(InMemoryDataModule):
             raise ValueError(f"{self.path}: data.target_columns leaves no input columns.")
         inputs = [c for c in range(d) if c not in cols]
         return x[:, inputs], x[:, cols].to(self.dtype)
-
-    def fit_transform_targets(self, y_train: Tensor) -> None:
-        if self.standardize:
-            self.target_shift, self.target_scale = standard_scaling(y_train)
-
-    def transform_targets(self, y: Tensor) -> Tensor:
-        if self.target_shift is None or self.target_scale is None:
-            return y
-        return (y - self.target_shift) / self.target_scale
-
-    def standardization(self) -> dict[str, Tensor | None]:
-        """``x_shift``, ``x_scale`` ``[F]`` and ``y_shift``, ``y_scale`` ``[D_y]`` (None when
-        not standardised)."""
-        self._ensure_loaded()
-        return {"x_shift": self.shift, "x_scale": self.scale,
-                "y_shift": self.target_shift, "y_scale": self.target_scale}
-
-    def fit_transform(self, x_train: Tensor) -> None:
-        if not self.standardize:
-            return
-        self.shift = x_train.mean(0)
-        std = x_train.std(0) if x_train.shape[0] > 1 else torch.ones_like(self.shift)
-        self.scale = torch.where(std > 0, std, torch.ones_like(std))
-
-    def transform(self, x: Tensor) -> Tensor:
-        if self.shift is None or self.scale is None:
-            return x
-        return (x - self.shift) / self.scale
-
-    def to_original_units(self, means: Tensor, covariances: Tensor) -> tuple[Tensor, Tensor]:
-        if self.shift is None or self.scale is None:
-            return means, covariances
-        s = self.scale.to(means)
-        return means * s + self.shift.to(means), covariances * s[:, None] * s[None, :]

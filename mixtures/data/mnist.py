@@ -68,8 +68,8 @@ class MNISTDataModule(InMemoryDataModule):
         shuffle: reshuffle the training digits every epoch.
     """
 
-    #: labelled classification data (``model=gmm_classifier`` / ``cnn_linear`` need this)
-    classification = True
+    #: labelled images (``model=gmm_classifier`` / ``cnn_linear`` need this)
+    kind = "images"
     image_shape = (1, SIDE, SIDE)
 
     def __init__(

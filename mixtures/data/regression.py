@@ -7,9 +7,10 @@
 - ``data=file data.target_columns=[...]``: your own table (:mod:`mixtures.data.file`).
 
 With ``standardize: true`` (the default) inputs and targets are shifted and scaled by the
-training split's mean and standard deviation; :meth:`RegressionDataModule.standardization`
-returns the maps, so that models can report densities in the original units
-(``log p(y) = log p(z) − Σ_j log scale_j`` for ``z = (y − shift) / scale``).
+training split's mean and standard deviation; the DataModule's ``x_standardizer`` and
+``y_standardizer`` (:class:`~mixtures.data.standardize.Standardizer`) hold the maps, so that
+models can report densities in the original units (``log p(y) = log p(z) − Σ_j log scale_j``
+for ``z = (y − shift) / scale``: ``y_standardizer.log_scale_sum``).
 
 Letters: N points, F input features, D target dimensions.
 """
@@ -32,15 +33,7 @@ __all__ = [
     "make_heteroscedastic",
     "make_inverse_sine",
     "make_ring",
-    "standard_scaling",
 ]
-
-
-def standard_scaling(t: Tensor) -> tuple[Tensor, Tensor]:
-    """Mean ``[D]`` and standard deviation ``[D]`` of ``t`` ``[N, D]`` (1 where it is 0)."""
-    shift = t.mean(0)
-    std = t.std(0) if t.shape[0] > 1 else torch.ones_like(shift)
-    return shift, torch.where(std > 0, std, torch.ones_like(std))
 
 
 def _check_size(num_samples: int, noise: float) -> None:
@@ -116,40 +109,11 @@ class RegressionDataModule(InMemoryDataModule):
         **kwargs: batch sizes, split fractions and seed of :class:`InMemoryDataModule`.
     """
 
-    regression = True
+    kind = "regression"
 
     def __init__(self, standardize: bool = True, **kwargs) -> None:
         super().__init__(**kwargs)
         self.standardize = standardize
-        self.feature_shift: Tensor | None = None
-        self.feature_scale: Tensor | None = None
-        self.target_shift: Tensor | None = None
-        self.target_scale: Tensor | None = None
-
-    def fit_transform(self, x_train: Tensor) -> None:
-        if self.standardize:
-            self.feature_shift, self.feature_scale = standard_scaling(x_train)
-
-    def transform(self, x: Tensor) -> Tensor:
-        if self.feature_shift is None or self.feature_scale is None:
-            return x
-        return (x - self.feature_shift) / self.feature_scale
-
-    def fit_transform_targets(self, y_train: Tensor) -> None:
-        if self.standardize:
-            self.target_shift, self.target_scale = standard_scaling(y_train)
-
-    def transform_targets(self, y: Tensor) -> Tensor:
-        if self.target_shift is None or self.target_scale is None:
-            return y
-        return (y - self.target_shift) / self.target_scale
-
-    def standardization(self) -> dict[str, Tensor | None]:
-        """``x_shift``, ``x_scale`` ``[F]`` and ``y_shift``, ``y_scale`` ``[D]`` (None when not
-        standardised): ``x_std = (x − x_shift) / x_scale``, likewise for ``y``."""
-        self._ensure_loaded()
-        return {"x_shift": self.feature_shift, "x_scale": self.feature_scale,
-                "y_shift": self.target_shift, "y_scale": self.target_scale}
 
 
 class InverseSineDataModule(RegressionDataModule):

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import math
+from types import SimpleNamespace
 
 import lightning as L
 import pytest
 import torch
 from torch import Tensor
 
-from mixtures.data import BlobsDataModule, TensorBatches
+from mixtures.data import BlobsDataModule, InMemoryDataModule, TensorBatches
 
 
 def _data(n: int) -> tuple[Tensor, Tensor]:
@@ -175,3 +176,42 @@ def test_lightning_trainer_uses_tensor_batches() -> None:
     assert sum(size for _, _, size in model.seen) == n_train
     assert [size for _, _, size in model.seen] == [64] * (steps - 1) + [n_train - 64 * (steps - 1)]
     assert not torch.equal(model.p.detach(), torch.zeros(2)), "the parameter was not trained"
+
+
+# -- DataModule shards under DDP ----------------------------------------------------------------
+class _Indexed(InMemoryDataModule):
+    """``n`` unlabelled points whose first column is the row index."""
+
+    def __init__(self, n: int, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.n = n
+
+    def load(self) -> tuple[Tensor, None]:
+        return _data(self.n)[0], None
+
+
+@pytest.mark.parametrize("world", [2, 3])
+@pytest.mark.parametrize(("n", "bs"), [(101, 8), (100, 16), (37, None), (8, 3), (2, 4)])
+def test_datamodule_training_shards_are_exact(n: int, bs: int | None, world: int) -> None:
+    """Under a simulated world size, the training loaders of all ranks hold every training
+    point exactly once per epoch (no padding), with the same number of batches on every rank;
+    the data never asks the LightningModule how to shard (the mock trainer has none)."""
+    dm = _Indexed(n, batch_size=bs, val_fraction=0.0, test_fraction=0.0, split_seed=4)
+    trainer = SimpleNamespace(global_rank=0, world_size=world, current_epoch=0)
+    dm.trainer = trainer  # type: ignore[assignment]
+    orders = []
+    for epoch in (0, 1):
+        trainer.current_epoch = epoch
+        shards = []
+        for rank in range(world):
+            trainer.global_rank = rank
+            loader = dm.train_dataloader()
+            assert not loader.pad
+            batches = list(loader)
+            assert len(loader) == len(batches)
+            shards.append(batches)
+        assert len({len(s) for s in shards}) == 1, "ranks would run different numbers of steps"
+        ids = torch.cat([b[0][:, 0].long() for s in shards for b in s])
+        assert torch.equal(ids.sort().values, torch.arange(n)), "not every point exactly once"
+        orders.append(ids)
+    assert n < 3 or not torch.equal(orders[0], orders[1]), "the shuffle ignored the epoch"

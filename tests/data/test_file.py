@@ -148,7 +148,7 @@ def test_standardize_training_split(tmp_path: Path, dtype: str) -> None:
                               atol=1e-3)
 
 
-def test_to_original_units_recovers_raw_moments(tmp_path: Path) -> None:
+def test_the_standardizer_recovers_raw_moments(tmp_path: Path) -> None:
     """Standardised mean/covariance of the training data map back to the raw ones."""
     np.save(tmp_path / "x.npy", _table())
     dm = FileDataModule(str(tmp_path / "x.npy"), standardize=True, dtype="float64")
@@ -156,28 +156,27 @@ def test_to_original_units_recovers_raw_moments(tmp_path: Path) -> None:
     xs, xr = dm.train_tensor, raw.train_tensor
     means = torch.stack([xs.mean(0), xs[:10].mean(0)])  # [K=2, D]
     covs = torch.stack([torch.cov(xs.T), torch.cov(xs[:10].T)])  # [K=2, D, D]
-    m, c = dm.to_original_units(means, covs)
+    std = dm.x_standardizer
+    m, c = std.means_to_original(means), std.covariances_to_original(covs)
     assert m.shape == (2, D) and c.shape == (2, D, D)
     assert torch.allclose(m[0], xr.mean(0))
     assert torch.allclose(c[0], torch.cov(xr.T))
     assert torch.allclose(m[1], xr[:10].mean(0))
     assert torch.allclose(c[1], torch.cov(xr[:10].T))
     # float32 estimates come back in float32
-    m32, c32 = dm.to_original_units(means.float(), covs.float())
+    m32, c32 = std.means_to_original(means.float()), std.covariances_to_original(covs.float())
     assert m32.dtype == c32.dtype == torch.float32
     assert torch.allclose(m32[0].double(), xr.mean(0), rtol=1e-4, atol=1e-4)
     assert torch.allclose(c32[0].double(), torch.cov(xr.T), rtol=1e-4, atol=1e-4)
 
 
 def test_standardize_false_untouched(tmp_path: Path) -> None:
-    """standardize=False leaves the data as it is and to_original_units is the identity."""
+    """standardize=False leaves the data as it is and has no map back (the identity)."""
     x = _table()
     np.save(tmp_path / "x.npy", x)
     dm = FileDataModule(str(tmp_path / "x.npy"), standardize=False, dtype="float64")
     assert _same_rows(_all_points(dm), x)
-    means, covs = torch.randn(2, D, dtype=torch.float64), torch.eye(D, dtype=torch.float64)[None]
-    m, c = dm.to_original_units(means, covs)
-    assert torch.equal(m, means) and torch.equal(c, covs)
+    assert dm.x_standardizer is None
 
 
 def test_standardize_constant_column(tmp_path: Path) -> None:

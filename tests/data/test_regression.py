@@ -57,25 +57,25 @@ def test_heteroscedastic_noise_grows_linearly():
                                  HeteroscedasticDataModule])
 def test_standardised_splits_and_the_maps_back(cls):
     dm = cls(num_samples=1000)
-    assert dm.regression and dm.num_features == 1
+    assert dm.kind == "regression" and dm.num_features == 1
     assert dm.num_targets == (2 if cls is RingDataModule else 1)
     x, y = dm.split("train")
     assert x.mean().abs() < 1e-5 and (y.mean(0).abs() < 1e-5).all()
     assert (y.std(0) - 1).abs().max() < 1e-5
-    maps = dm.standardization()
+    xstd, ystd = dm.x_standardizer, dm.y_standardizer
     raw_x, raw_y = dm.load()
     assert dm.num_classes is None
     # the three splits are a partition of the raw data, in original units after the map back
     back = torch.cat([dm.split(s)[1] for s in ("train", "val", "test")])
-    back = back * maps["y_scale"] + maps["y_shift"]
+    back = back * ystd.scale + ystd.shift
     assert torch.allclose(back.sort(0).values, raw_y.sort(0).values, atol=1e-5)
-    xb = dm.split("val")[0] * maps["x_scale"] + maps["x_shift"]
+    xb = dm.split("val")[0] * xstd.scale + xstd.shift
     assert xb.min() >= raw_x.min() - 1e-5
 
 
 def test_no_standardisation_keeps_units():
     dm = InverseSineDataModule(num_samples=500, standardize=False)
-    assert all(v is None for v in dm.standardization().values())
+    assert dm.x_standardizer is None and dm.y_standardizer is None
     assert dm.split("train")[1].min() >= 0
 
 
@@ -102,7 +102,7 @@ def test_sklearn_sets_offline(name, features, targets):
     if name == "diabetes":
         assert sum(dm.split(s)[0].shape[0] for s in ("train", "val", "test")) == 442
         # disease progression is reported back in its units (25 … 346)
-        assert 100 < float(dm.standardization()["y_shift"][0]) < 200
+        assert 100 < float(dm.y_standardizer.shift[0]) < 200
 
 
 def test_sklearn_missing_is_a_clear_error(monkeypatch):
@@ -136,19 +136,18 @@ def _table(tmp_path, n=200):
 def test_file_with_target_columns_is_a_regression_set(tmp_path):
     path, x, y = _table(tmp_path)
     dm = FileDataModule(str(path), target_columns=[-2, -1], dtype="float64")
-    assert dm.regression and dm.num_features == 3 and dm.num_targets == 2
-    maps = dm.standardization()
+    assert dm.kind == "regression" and dm.num_features == 3 and dm.num_targets == 2
+    xstd, ystd = dm.x_standardizer, dm.y_standardizer
     xs, ys = dm.split("train")
     assert (ys.mean(0).abs() < 1e-8).all()
-    rows = torch.cat([xs * maps["x_scale"] + maps["x_shift"],
-                      ys * maps["y_scale"] + maps["y_shift"]], 1)
+    rows = torch.cat([xs * xstd.scale + xstd.shift, ys * ystd.scale + ystd.shift], 1)
     full = torch.as_tensor(np.column_stack([x, y]))
     # every recovered row is a row of the file
     assert (rows[:, None] - full[None]).abs().amax(-1).amin(1).max() < 1e-8
     single = FileDataModule(str(path), target_columns=3)
     assert single.num_features == 4 and single.num_targets == 1
     plain = FileDataModule(str(path))
-    assert not plain.regression and plain.num_targets is None
+    assert plain.kind == "points" and plain.num_targets is None
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,55 @@
+"""mixtures/callbacks/figures.py: the mixture and weight figures on small inputs, and the
+MixtureFigure hook on a mock trainer (the tags and steps it logs, when it stays silent)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from matplotlib.figure import Figure
+from torch import Tensor
+
+from mixtures.callbacks import MixtureFigure
+from mixtures.callbacks.figures import mixture_figure, weight_figure
+from mixtures.data import BlobsDataModule
+from mixtures.models import GaussianMixtureModel
+
+from .mock import logged, make_trainer
+
+GEN = torch.Generator().manual_seed(0)
+
+
+def _params(k: int, d: int) -> dict[str, Tensor]:
+    a = torch.randn(k, d, d, generator=GEN)
+    return {"weights": torch.full((k,), 1.0 / k), "means": torch.randn(k, d, generator=GEN),
+            "covariances": a @ a.transpose(-1, -2) + 0.1 * torch.eye(d)}
+
+
+@pytest.mark.parametrize("d", [1, 2, 3])
+def test_mixture_and_weight_figures(d: int) -> None:
+    x = torch.randn(30, d, generator=GEN)
+    assert isinstance(mixture_figure(x, torch.arange(30) % 3, _params(3, d), title="t"), Figure)
+    assert isinstance(weight_figure(torch.tensor([0.7, 0.2, 0.1]), threshold=0.15), Figure)
+    assert isinstance(weight_figure(torch.tensor([1.0])), Figure)
+
+
+class _Mixture(torch.nn.Module):
+    """A module holding an initialised two-component mixture as its ``model``."""
+
+    device = torch.device("cpu")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.model = GaussianMixtureModel(2, 2)
+        self.model.initialize(torch.randn(50, 2, generator=GEN))
+
+
+def test_mixture_figure_hook() -> None:
+    dm = BlobsDataModule(num_samples=40, num_components=2)
+    trainer = make_trainer(datamodule=dm, current_epoch=4, global_step=17)
+    cb = MixtureFigure(every_n_epochs=2, max_points=10)
+    cb.on_validation_epoch_end(trainer, _Mixture())
+    assert logged(trainer) == [("val/mixture", 17), ("val/weights", 17)]
+    quiet = make_trainer(datamodule=dm, current_epoch=3)
+    cb.on_validation_epoch_end(quiet, _Mixture())  # not due
+    cb.on_validation_epoch_end(trainer, torch.nn.Linear(2, 2))  # no mixture model
+    assert logged(quiet) == [] and len(logged(trainer)) == 2
