@@ -39,7 +39,6 @@ from mixtures.distributions import (
     CovarianceType,
     FullCovariance,
     NormalPrecision,
-    PriorSettings,
     expected_log_weights,
     expected_weights,
     expfam_log_prob,
@@ -47,7 +46,10 @@ from mixtures.distributions import (
     normalize_log_prob,
     stick_posterior,
 )
-from mixtures.models.em import CHUNK_ELEMENTS, initial_responsibilities
+from mixtures.models.base import MixtureDensity
+from mixtures.models.em import CHUNK_ELEMENTS
+from mixtures.models.init import check_init, initial_responsibilities
+from mixtures.models.priors import PriorSettings
 
 __all__ = ["DPMM"]
 
@@ -58,7 +60,7 @@ class _NaturalGradient(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: Tensor, counts: Tensor, sum_x: Tensor, sum_f: Tensor,
                 model: DPMM) -> tuple[Tensor, Tensor]:
-        resp, log_norm = model._local_step(x)
+        resp, log_norm = model.local_step(x)
         kl = model.kl().to(x.dtype)
         neg_elbo = kl / model.dataset_size.to(x.dtype) - log_norm  # [N]
         ctx.model = model
@@ -82,7 +84,7 @@ class _NaturalGradient(torch.autograd.Function):
         return (None, *grads, None)
 
 
-class DPMM(nn.Module):
+class DPMM(MixtureDensity):
     """Truncated Dirichlet-process mixture of Gaussians (variational posterior).
 
     Argument names follow scikit-learn's ``BayesianGaussianMixture``; None means "from the data
@@ -99,10 +101,19 @@ class DPMM(nn.Module):
         degrees_of_freedom_prior: ν₀ (None: D; ν₀ > D − 1 for ``full``, > 0 otherwise).
         covariance_prior: Ψ₀ — a float (times the identity), a ``[D]`` diagonal or a ``[D, D]``
             matrix, projected onto the covariance type (None: the data covariance).
+        init: initial responsibilities of :meth:`initialize` — ``kmeans``, ``k-means++``,
+            ``random`` or ``random_from_data`` (:mod:`mixtures.models.init`).
+        kmeans_iters: Lloyd iterations of the ``kmeans`` init.
+        seed: seed of the initialisation.
+        active_threshold: expected weight above which a component counts as active (for
+            :meth:`active_components` and the BIC's parameter count).
         dataset_size: N, the number of training points the statistics stand for (set by
             :meth:`initialize`; set it yourself when training on a stream).
         chunk_elements: bound on the working set of one pass, in tensor elements.
     """
+
+    #: points are assigned by the variational E[log π_k N(x | k)], scored by the predictive
+    assignment_is_density = False
 
     def __init__(
         self,
@@ -114,10 +125,19 @@ class DPMM(nn.Module):
         mean_prior: Tensor | list[float] | None = None,
         degrees_of_freedom_prior: float | None = None,
         covariance_prior: float | Tensor | list | None = None,
+        init: str = "kmeans",
+        kmeans_iters: int = 100,
+        seed: int = 0,
+        active_threshold: float = 0.01,
         dataset_size: int | None = None,
         chunk_elements: int | None = None,
     ) -> None:
         super().__init__()
+        check_init(init, kmeans_iters, name="model.net.init")
+        if not 0 < active_threshold < 1:
+            raise ValueError(f"active_threshold={active_threshold} must lie in (0, 1).")
+        self.init, self.kmeans_iters, self.seed = init, kmeans_iters, seed
+        self.active_threshold = float(active_threshold)
         self.cov = covariance if covariance is not None else FullCovariance()
         self.settings = PriorSettings(
             self.cov, num_components, num_features, weight_concentration_prior,
@@ -173,14 +193,15 @@ class DPMM(nn.Module):
         """``E[Λ]⁻¹`` ``[K, D, D]`` (scikit-learn's ``covariances_``)."""
         return self.prior_family.expected_covariance(self.posterior()).to(self.counts.dtype)
 
-    def active_components(self, threshold: float = 0.01) -> Tensor:
-        """Indices of the components whose expected weight exceeds ``threshold``."""
+    def active_components(self, threshold: float | None = None) -> Tensor:
+        """Indices of the components whose expected weight exceeds ``threshold`` (default:
+        ``active_threshold``)."""
+        threshold = self.active_threshold if threshold is None else threshold
         return (self.weights > threshold).nonzero().flatten()
 
-    def num_parameters(self, threshold: float = 0.01) -> int:
-        """Free parameters of the active components' point estimate (for BIC)."""
-        k, d = max(int(self.active_components(threshold).numel()), 1), self.num_features
-        return (k - 1) + k * d + self.cov.num_parameters(k, d)
+    def effective_components(self) -> int:
+        """The active components: the BIC counts the parameters of their point estimate."""
+        return max(int(self.active_components().numel()), 1)
 
     # -- passes over data ----
     def _chunks(self, x: Tensor) -> list[Tensor]:
@@ -190,13 +211,10 @@ class DPMM(nn.Module):
         return list(x.split(max(256, budget // width)))
 
     def _check(self, x: Tensor) -> Tensor:
-        if x.dim() != 2 or x.shape[1] != self.num_features:
-            raise ValueError(
-                f"expected points of shape [N, {self.num_features}], got {list(x.shape)}."
-            )
+        x = self._check_points(x, self.counts.dtype)
         if not bool(self.initialized):
             raise RuntimeError("the DPMM is not initialised; call model.initialize(x) first.")
-        return x.to(self.counts.dtype)
+        return x
 
     def _coefficients(self) -> tuple[Tensor, Tensor, Tensor]:
         """Expected log-density coefficients plus ``E[log π]``, in the model's dtype."""
@@ -205,8 +223,9 @@ class DPMM(nn.Module):
         dt = self.counts.dtype
         return quad.to(dt), lin.to(dt), const.to(dt)
 
-    def _local_step(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        """Responsibilities ``[N, K]`` and ``log Σ_k exp E[log π_k N(x | k)]`` ``[N]``."""
+    def local_step(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """The local step: responsibilities ``[N, K]`` under the current posterior and
+        ``log Σ_k exp E[log π_k N(x | k)]`` ``[N]`` (the ELBO's data term per point)."""
         x = self._check(x)
         coef = self._coefficients()
         resp, norm = [], []
@@ -250,47 +269,46 @@ class DPMM(nn.Module):
     @torch.no_grad()
     def elbo(self, x: Tensor) -> Tensor:
         """The ELBO of the points ``x`` taken as the whole data set (float64 scalar)."""
-        _, lse = self._local_step(x)
+        _, lse = self.local_step(x)
         return lse.double().sum() - self.kl()
 
     # -- initialisation ----
     @torch.no_grad()
-    def initialize(self, x: Tensor, resp: Tensor | None = None, method: str = "kmeans",
-                   seed: int = 0, kmeans_iters: int = 100) -> None:
+    def initialize(self, x: Tensor, resp: Tensor | None = None, method: str | None = None,
+                   seed: int | None = None, kmeans_iters: int | None = None) -> None:
         """Set data-derived priors, N, and the statistics of initial responsibilities.
 
         Args:
             x: training points ``[N, D]``.
-            resp: initial responsibilities ``[N, K]`` (default: ``method``, scikit-learn's
-                ``init_params`` — ``kmeans``, ``k-means++``, ``random``, ``random_from_data``).
+            resp: initial responsibilities ``[N, K]`` (default: from ``method``).
+            method, seed, kmeans_iters: override the constructor's ``init``, ``seed`` and
+                ``kmeans_iters``.
         """
-        if x.dim() != 2 or x.shape[1] != self.num_features:
-            raise ValueError(f"expected points of shape [N, {self.num_features}], got "
-                             f"{list(x.shape)}.")
+        x = self._check_points(x, self.counts.dtype)
         if not bool(torch.isfinite(x).all()):
             raise ValueError("the training points contain NaN or inf; remove them first.")
-        x = x.to(self.counts.dtype)
         self.shift.copy_(self.settings.mean(x))
         self.prior_scatter.copy_(self.settings.scatter(x))
         self.dataset_size.fill_(float(x.shape[0]))
         self.initialized.fill_(True)
         if resp is None:
-            resp = initial_responsibilities(x, self.num_components, 1, method, seed,
-                                            kmeans_iters)[:, 0]
+            resp = initial_responsibilities(
+                x, self.num_components, 1, self.init if method is None else method,
+                self.seed if seed is None else seed,
+                self.kmeans_iters if kmeans_iters is None else kmeans_iters)[:, 0]
         stats = self.statistics(x, resp)
         for p, s in zip((self.counts, self.sum_x, self.sum_f), stats, strict=True):
             p.copy_(s.to(p.dtype))
 
-    # -- predictions (scikit-learn names) ---------------------------------------------------------
+    # -- the prediction API's hooks (mixtures.models.base) ----------------------------------------
     @torch.no_grad()
-    def predict_proba(self, x: Tensor) -> Tensor:
-        """Variational responsibilities ``[N, K]``."""
-        return self._local_step(x)[0]
-
-    @torch.no_grad()
-    def predict(self, x: Tensor) -> Tensor:
-        """Most responsible component ``[N]``."""
-        return self.predict_proba(x).argmax(-1)
+    def assignment_log_prob(self, x: Tensor) -> Tensor:
+        """Variational ``E[log π_k + log N(x | k)]`` ``[N, K]`` (what ``predict`` ranks)."""
+        x = self._check(x)
+        coef = self._coefficients()
+        out = [expfam_log_prob(self.cov.moment_features(c - self.shift), c - self.shift, *coef)
+               for c in self._chunks(x)]
+        return torch.cat(out) if out else x.new_zeros(0, self.num_components)
 
     @torch.no_grad()
     def weighted_log_prob(self, x: Tensor) -> Tensor:
@@ -301,16 +319,6 @@ class DPMM(nn.Module):
         out = [(self.prior_family.predictive_log_prob((c - self.shift).double(), q) + log_w)
                for c in self._chunks(x)]
         return torch.cat(out).to(x.dtype)
-
-    @torch.no_grad()
-    def score_samples(self, x: Tensor) -> Tensor:
-        """Posterior-predictive log-density ``log p(x | data)`` ``[N]``."""
-        return torch.logsumexp(self.weighted_log_prob(x), -1)
-
-    @torch.no_grad()
-    def score(self, x: Tensor) -> float:
-        """Mean posterior-predictive log-density."""
-        return float(self.score_samples(x).double().mean())
 
     @torch.no_grad()
     def sample(self, num_samples: int, generator: torch.Generator | None = None

@@ -107,7 +107,7 @@ def global_moves(model: DPMM, x: Tensor, max_merges: int = 5, min_count: float =
     empty = (_params(model)[0] < min_count).nonzero().flatten()
     if empty.numel() > 0:
         m = min(reseed_points or max(2 * model.num_features, 10), x.shape[0])
-        resp, log_norm = model._local_step(x)
+        resp, log_norm = model.local_step(x)
         worst = int(log_norm.argmin())
         xs = x.to(resp.dtype)
         group = (xs - xs[worst]).square().sum(-1).topk(m, largest=False).indices  # [m]

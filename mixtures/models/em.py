@@ -18,7 +18,7 @@ import math
 from dataclasses import dataclass
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from mixtures.distributions import (
     CovarianceType,
@@ -26,9 +26,10 @@ from mixtures.distributions import (
     expfam_log_prob,
     normalize_log_prob,
 )
-from mixtures.models.kmeans import kmeans, kmeans_plusplus
+from mixtures.models.base import MixtureDensity
+from mixtures.models.init import check_init, initial_responsibilities
 
-__all__ = ["EM_INIT_METHODS", "EMStatistics", "GaussianMixtureEM", "initial_responsibilities"]
+__all__ = ["EMStatistics", "GaussianMixtureEM"]
 
 #: elements per chunk of the E-step's working set: small enough on a CPU to stay in cache
 #: between forming the moment features and multiplying them (N = 800k, D = K = 32, 2 cores:
@@ -64,15 +65,26 @@ class EMStatistics:
         return (self.counts, self.sum_x, self.sum_f, self.log_likelihood, self.num_points)
 
 
-class GaussianMixtureEM(nn.Module):
+class GaussianMixtureEM(MixtureDensity):
     """Gaussian mixture whose parameters are updated by closed-form EM.
+
+    The prediction API (:class:`~mixtures.models.base.MixtureDensity`: ``predict``,
+    ``score_samples``, ``sample``, …) uses the restart with the highest lower bound; the
+    ``restart_*`` methods and the ``weights`` / ``means`` / ``covariances`` properties keep the
+    restart dimension R.
 
     Args:
         num_components: K ≥ 1.
         num_features: D ≥ 1.
         covariance: covariance type (default full).
-        num_restarts: R parallel restarts.
+        num_restarts: R parallel restarts (scikit-learn's ``n_init``).
         reg_covar: added to every variance in the M-step (scikit-learn's ``reg_covar``).
+        init: initial responsibilities of :meth:`initialize` (:mod:`mixtures.models.init`).
+        kmeans_iters: Lloyd iterations of the ``kmeans`` init.
+        seed: seed of the initialisation (restart r uses seed + r).
+        means_init: optional initial means ``[K, D]``; as in scikit-learn, weights and
+            covariances still come from ``init`` and the given means replace the estimated ones
+            in every restart.
         chunk_elements: bound on the E-step's working set, in tensor elements (default by
             device, see ``CHUNK_ELEMENTS``).
     """
@@ -84,27 +96,45 @@ class GaussianMixtureEM(nn.Module):
         covariance: CovarianceType | None = None,
         num_restarts: int = 1,
         reg_covar: float = 1e-6,
+        init: str = "kmeans",
+        kmeans_iters: int = 100,
+        seed: int = 0,
+        means_init: Tensor | list[list[float]] | None = None,
         chunk_elements: int | None = None,
     ) -> None:
         super().__init__()
-        for name, value in (("num_components", num_components), ("num_features", num_features),
-                            ("n_init / num_restarts", num_restarts)):
-            if not (isinstance(value, int) and value >= 1):
-                raise ValueError(f"{name} must be an integer ≥ 1, got {value!r}.")
+        self._check_sizes(num_components, num_features)
+        if not (isinstance(num_restarts, int) and num_restarts >= 1):
+            raise ValueError(f"n_init / num_restarts must be an integer ≥ 1, got "
+                             f"{num_restarts!r}.")
         if not reg_covar >= 0:
             raise ValueError(f"reg_covar must be ≥ 0, got {reg_covar}; the default is 1e-6.")
+        check_init(init, kmeans_iters, name="model.net.init")
         self.num_components, self.num_features = num_components, num_features
         self.num_restarts = num_restarts
         self.cov = covariance if covariance is not None else FullCovariance()
         self.reg_covar = float(reg_covar)
+        self.init, self.kmeans_iters, self.seed = init, kmeans_iters, seed
         self.chunk_elements = chunk_elements
         r, k, d = num_restarts, num_components, num_features
+        if means_init is not None:
+            means_init = torch.as_tensor(means_init, dtype=torch.float64)
+            if means_init.shape != (k, d):
+                raise ValueError(
+                    f"means_init has shape {list(means_init.shape)}; expected [num_components, "
+                    f"num_features] = [{k}, {d}]."
+                )
+        self.means_init = means_init
         eye = torch.eye(d).expand(r, k, d, d)
         self.register_buffer("log_weights", torch.full((r, k), -math.log(k)))
         self.register_buffer("means", torch.zeros(r, k, d))
         self.register_buffer("raw_covariance", self.cov.from_covariance(eye, torch.ones(r, k)))
         self.register_buffer("shift", torch.zeros(d))
         self.register_buffer("initialized", torch.tensor(False))
+        # scikit-learn's bookkeeping per restart, kept by em_step during training
+        self.register_buffer("lower_bound", torch.full((r,), -math.inf, dtype=torch.float64))
+        self.register_buffer("converged", torch.zeros(r, dtype=torch.bool))
+        self.register_buffer("n_iter", torch.zeros(r, dtype=torch.long))
 
     # -- parameters ---------------------------------------------------------------------------
     @torch.no_grad()
@@ -134,11 +164,6 @@ class GaussianMixtureEM(nn.Module):
         cov = self.cov.covariance(self.raw_covariance, self.num_features)
         return cov.expand(self.num_restarts, self.num_components, *cov.shape[-2:])
 
-    def num_parameters(self) -> int:
-        """Free parameters of one restart, for BIC / AIC."""
-        k, d = self.num_components, self.num_features
-        return (k - 1) + k * d + self.cov.num_parameters(k, d)
-
     def _coefficients(self) -> tuple[Tensor, Tensor, Tensor]:
         quad, lin, const = self.cov.coefficients(self.raw_covariance, self.means - self.shift)
         return quad, lin, const + self.log_weights
@@ -151,15 +176,37 @@ class GaussianMixtureEM(nn.Module):
         return list(x.split(rows))
 
     def _check(self, x: Tensor) -> Tensor:
-        if x.dim() != 2 or x.shape[1] != self.num_features:
-            raise ValueError(
-                f"expected points of shape [N, {self.num_features}], got {list(x.shape)}."
-            )
-        return x.to(self.means.dtype)
+        return self._check_points(x, self.means.dtype)
+
+    # -- the best restart: the prediction API's mixture ------------------------------------------
+    @property
+    def best_restart(self) -> int:
+        """Index of the restart with the highest lower bound (0 before training)."""
+        finite = torch.isfinite(self.lower_bound)
+        if not bool(finite.any()):
+            return 0
+        return int(self.lower_bound.masked_fill(~finite, -math.inf).argmax())
+
+    @torch.no_grad()
+    def weighted_log_prob(self, x: Tensor) -> Tensor:
+        """``log π_k + log N(x_n | μ_k, Σ_k)`` of the best restart ``[N, K]``."""
+        if self.num_restarts == 1:
+            return self.restart_weighted_log_prob(x)[:, 0]
+        return self.restart_weighted_log_prob(x)[:, self.best_restart]
+
+    @torch.no_grad()
+    def mixture_parameters(self) -> dict[str, Tensor]:
+        r = self.best_restart
+        return {"weights": self.weights[r].clone(), "means": self.means[r].clone(),
+                "covariances": self.covariances[r].clone()}
+
+    def sampling_parameters(self) -> tuple[Tensor, Tensor, Tensor]:
+        r = self.best_restart
+        return self.log_weights[r], self.means[r], self.raw_covariance[r]
 
     # -- E-step -------------------------------------------------------------------------------
     @torch.no_grad()
-    def weighted_log_prob(self, x: Tensor) -> Tensor:
+    def restart_weighted_log_prob(self, x: Tensor) -> Tensor:
         """``log π_k + log N(x_n | μ_k, Σ_k)`` for every restart: ``[N, D]`` → ``[N, R, K]``."""
         x = self._check(x)
         coef = self._coefficients()
@@ -168,9 +215,9 @@ class GaussianMixtureEM(nn.Module):
         return torch.cat(out)
 
     @torch.no_grad()
-    def log_prob(self, x: Tensor) -> Tensor:
-        """Mixture log-density ``[N, R]``."""
-        return torch.logsumexp(self.weighted_log_prob(x), -1)
+    def restart_log_prob(self, x: Tensor) -> Tensor:
+        """Mixture log-density of every restart ``[N, R]``."""
+        return torch.logsumexp(self.restart_weighted_log_prob(x), -1)
 
     @torch.no_grad()
     def statistics(self, x: Tensor, resp: Tensor | None = None) -> EMStatistics:
@@ -212,6 +259,18 @@ class GaussianMixtureEM(nn.Module):
                             torch.tensor(float(x.shape[0]), **f64))
 
     @torch.no_grad()
+    def initialize(self, x: Tensor, resp: Tensor | None = None) -> None:
+        """Initialise every restart from the training points ``[N, D]``: an M-step from the
+        responsibilities of ``init`` (or ``resp`` ``[N, R, K]``), then ``means_init`` if given."""
+        x = self._check(x)
+        if resp is None:
+            resp = initial_responsibilities(x, self.num_components, self.num_restarts,
+                                            self.init, self.seed, self.kmeans_iters)
+        self.initialize_from_responsibilities(x, resp)
+        if self.means_init is not None:
+            self.means.copy_(self.means_init.to(self.means).expand_as(self.means))
+
+    @torch.no_grad()
     def initialize_from_responsibilities(self, x: Tensor, resp: Tensor) -> None:
         """Set the shift to the data mean and run one M-step from ``resp`` ``[N, R, K]``
         (how scikit-learn initialises from k-means labels, seeds or random weights)."""
@@ -240,19 +299,19 @@ class GaussianMixtureEM(nn.Module):
                 buf.copy_(torch.where(mask, value, buf))
 
     @torch.no_grad()
-    def em_step(self, stats: EMStatistics, lower_bound: Tensor, converged: Tensor,
-                n_iter: Tensor, tol: float) -> None:
+    def em_step(self, stats: EMStatistics, tol: float) -> None:
         """M-step from ``stats`` for the restarts not yet converged, and scikit-learn's
-        bookkeeping, in place: ``lower_bound`` ``[R]`` becomes the mean log-likelihood before
-        this M-step, ``n_iter`` ``[R]`` counts, ``converged`` ``[R]`` is set when the lower bound
-        changed by less than ``tol``."""
+        bookkeeping in the buffers: ``lower_bound`` ``[R]`` becomes the mean log-likelihood
+        before this M-step, ``n_iter`` ``[R]`` counts, ``converged`` ``[R]`` is set when the
+        lower bound changed by less than ``tol``."""
         current = stats.log_likelihood / stats.num_points
-        active = ~converged
+        active = ~self.converged
         self.m_step(stats, active)
-        change = current - lower_bound
-        lower_bound.copy_(torch.where(active, current.to(lower_bound.dtype), lower_bound))
-        n_iter += active.long()
-        converged |= active & (change.abs() < tol)
+        change = current - self.lower_bound
+        self.lower_bound.copy_(torch.where(active, current.to(self.lower_bound.dtype),
+                                           self.lower_bound))
+        self.n_iter += active.long()
+        self.converged |= active & (change.abs() < tol)
 
     # -- full-batch driver ----------------------------------------------------------------------
     @torch.no_grad()
@@ -269,72 +328,28 @@ class GaussianMixtureEM(nn.Module):
             ``trace`` ``[T, R]`` (lower bound per iteration).
         """
         x = self._check(x)
-        r = self.num_restarts
-        dev = x.device
-        lower = torch.full((r,), -math.inf, dtype=torch.float64, device=dev)
+        self.lower_bound.fill_(-math.inf)
         if lower_bound is not None:
-            lower.copy_(torch.as_tensor(lower_bound, dtype=torch.float64).expand(r))
-        converged = torch.zeros(r, dtype=torch.bool, device=dev)
-        n_iter = torch.zeros(r, dtype=torch.long, device=dev)
+            self.lower_bound.copy_(torch.as_tensor(lower_bound, dtype=torch.float64)
+                                   .expand_as(self.lower_bound))
+        self.converged.zero_()
+        self.n_iter.zero_()
         trace = []
         for _ in range(max_iter):
-            self.em_step(self.statistics(x), lower, converged, n_iter, tol)
-            trace.append(lower.clone())
-            if bool(converged.all()):
+            self.em_step(self.statistics(x), tol)
+            trace.append(self.lower_bound.clone())
+            if bool(self.converged.all()):
                 break
-        return {"converged": converged, "n_iter": n_iter, "lower_bound": lower,
-                "trace": torch.stack(trace) if trace else lower[None]}
+        lower = self.lower_bound.clone()
+        return {"converged": self.converged.clone(), "n_iter": self.n_iter.clone(),
+                "lower_bound": lower, "trace": torch.stack(trace) if trace else lower[None]}
 
     @torch.no_grad()
     def keep_restart(self, index: int) -> None:
         """Keep only restart ``index`` (R becomes 1), e.g. the best after :meth:`fit`."""
-        for name in ("log_weights", "means", "raw_covariance"):
+        for name in ("log_weights", "means", "raw_covariance", "lower_bound", "converged",
+                     "n_iter"):
             buf = getattr(self, name)
             setattr(self, name, buf[index : index + 1].clone())
         self.num_restarts = 1
 
-
-EM_INIT_METHODS = ("kmeans", "k-means++", "random", "random_from_data")
-
-
-@torch.no_grad()
-def initial_responsibilities(
-    x: Tensor,
-    num_components: int,
-    num_restarts: int = 1,
-    method: str = "kmeans",
-    seed: int = 0,
-    kmeans_iters: int = 100,
-) -> Tensor:
-    """Initial responsibilities ``[N, R, K]`` with scikit-learn's meaning of ``init_params``.
-
-    ``kmeans``: one-hot labels of a k-means run (k-means++ seeds + Lloyd); ``k-means++``:
-    one-hot on the K seed points only; ``random``: uniform random weights, normalised;
-    ``random_from_data``: one-hot on K distinct random points. Restart r uses seed ``seed + r``
-    (initialisation, so a loop over restarts is fine).
-    """
-    if method not in EM_INIT_METHODS:
-        raise ValueError(f"init method {method!r} is unknown; choose one of {EM_INIT_METHODS}.")
-    n, k = x.shape[0], num_components
-    if k > n:
-        raise ValueError(
-            f"n_components={k} exceeds the number of training points ({n}); use fewer "
-            "components or more data."
-        )
-    resp = torch.zeros(n, num_restarts, k, dtype=x.dtype, device=x.device)
-    arange = torch.arange(k, device=x.device)
-    for r in range(num_restarts):
-        gen = torch.Generator(device=x.device).manual_seed(seed + r)
-        if method == "kmeans":
-            _, labels = kmeans(x.double(), k, kmeans_iters, gen)
-            resp[torch.arange(n, device=x.device), r, labels] = 1.0
-        elif method == "k-means++":
-            _, idx = kmeans_plusplus(x.double(), k, gen, return_indices=True)
-            resp[idx, r, arange] = 1.0
-        elif method == "random":
-            u = torch.rand(n, k, generator=gen, device=x.device, dtype=x.dtype)
-            resp[:, r] = u / u.sum(-1, keepdim=True)
-        else:
-            idx = torch.randperm(n, generator=gen, device=x.device)[:k]
-            resp[idx, r, arange] = 1.0
-    return resp

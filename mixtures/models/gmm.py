@@ -23,19 +23,16 @@ from torch import Tensor, nn
 from mixtures.distributions import (
     CovarianceType,
     FullCovariance,
-    mixture_log_prob,
-    responsibilities,
-    sample_mixture,
     weighted_log_prob,
 )
-from mixtures.models.kmeans import assign, kmeans, kmeans_plusplus
+from mixtures.models.base import MixtureDensity
+from mixtures.models.init import check_init, cluster_moments, initial_responsibilities
+from mixtures.models.kmeans import assign
 
-__all__ = ["GaussianMixtureModel", "INIT_METHODS"]
-
-INIT_METHODS = ("kmeans", "kmeans++", "random")
+__all__ = ["GaussianMixtureModel"]
 
 
-class GaussianMixtureModel(nn.Module):
+class GaussianMixtureModel(MixtureDensity):
     """Finite Gaussian mixture ``p(x) = Σ_k π_k N(x | μ_k, Σ_k)``.
 
     Parameters are unconstrained: ``weight_logits`` ``[K]`` (π = softmax), ``means`` ``[K, D]``
@@ -45,6 +42,9 @@ class GaussianMixtureModel(nn.Module):
         num_components: K ≥ 1.
         num_features: D ≥ 1.
         covariance: covariance parametrisation (default: full).
+        init: default method of :meth:`initialize` (:data:`mixtures.models.init.INIT_METHODS`).
+        kmeans_iters: Lloyd iterations of the ``kmeans`` init.
+        seed: seed of the initialisation.
     """
 
     def __init__(
@@ -52,17 +52,16 @@ class GaussianMixtureModel(nn.Module):
         num_components: int,
         num_features: int,
         covariance: CovarianceType | None = None,
+        init: str = "kmeans",
+        kmeans_iters: int = 20,
+        seed: int = 0,
     ) -> None:
         super().__init__()
-        if not (isinstance(num_components, int) and num_components >= 1):
-            raise ValueError(
-                f"num_components must be an integer ≥ 1 (got {num_components!r}); "
-                "set model.num_components=K."
-            )
-        if not (isinstance(num_features, int) and num_features >= 1):
-            raise ValueError(f"num_features must be an integer ≥ 1 (got {num_features!r}).")
+        self._check_sizes(num_components, num_features)
+        check_init(init, kmeans_iters, name="model.net.init")
         self.num_components = num_components
         self.num_features = num_features
+        self.init, self.kmeans_iters, self.seed = init, kmeans_iters, seed
         self.cov = covariance if covariance is not None else FullCovariance()
         k, d = num_components, num_features
         self.weight_logits = nn.Parameter(torch.zeros(k))
@@ -98,15 +97,6 @@ class GaussianMixtureModel(nn.Module):
         tril = self.cov.scale_tril(self.raw_covariance, self.num_features)
         return tril.expand(self.num_components, self.num_features, self.num_features)
 
-    def mixture_parameters(self) -> dict[str, Tensor]:
-        """Detached ``weights`` ``[K]``, ``means`` ``[K, D]``, ``covariances`` ``[K, D, D]``."""
-        with torch.no_grad():
-            return {
-                "weights": self.weights.detach().clone(),
-                "means": self.means.detach().clone(),
-                "covariances": self.covariances.detach().clone(),
-            }
-
     def component_parameters(self) -> list[nn.Parameter]:
         """Parameters of the components (means, covariances): the ``component_lr`` group."""
         return [p for p in (self.means, self.raw_covariance) if isinstance(p, nn.Parameter)]
@@ -115,97 +105,54 @@ class GaussianMixtureModel(nn.Module):
         """Parameters of the mixing weights: the ``mixture_lr`` group."""
         return [self.weight_logits]
 
-    def num_parameters(self) -> int:
-        """Free parameters, for BIC / AIC: (K − 1) weights + K·D means + covariance."""
-        k, d = self.num_components, self.num_features
-        return (k - 1) + k * d + self.cov.num_parameters(k, d)
-
     # -- densities --------------------------------------------------------------------------
-    def _check(self, x: Tensor) -> Tensor:
-        if x.dim() != 2 or x.shape[-1] != self.num_features:
-            raise ValueError(
-                f"expected points of shape [N, {self.num_features}], got {list(x.shape)}; "
-                "the model was built with num_features="
-                f"{self.num_features}."
-            )
-        return x.to(self.means.dtype)
-
     def weighted_log_prob(self, x: Tensor) -> Tensor:
         """``log π_k + log N(x_n | μ_k, Σ_k)``: ``[N, D]`` → ``[N, K]``."""
-        x = self._check(x)
+        x = self._check_points(x, self.means.dtype)
         return weighted_log_prob(x, self.log_weights, self.means, self.raw_covariance, self.cov)
 
-    def log_prob(self, x: Tensor) -> Tensor:
-        """Mixture log-density ``[N]``."""
-        x = self._check(x)
-        return mixture_log_prob(x, self.log_weights, self.means, self.raw_covariance, self.cov)
+    def sampling_parameters(self) -> tuple[Tensor, Tensor, Tensor]:
+        return self.log_weights, self.means, self.raw_covariance
 
     def forward(self, x: Tensor) -> Tensor:
         """Mixture log-density ``[N]`` (the negative of its mean is the training loss)."""
         return self.log_prob(x)
-
-    @torch.no_grad()
-    def predict_proba(self, x: Tensor) -> Tensor:
-        """Responsibilities ``[N, K]``."""
-        return responsibilities(self.weighted_log_prob(x))
-
-    @torch.no_grad()
-    def predict(self, x: Tensor) -> Tensor:
-        """Most probable component ``[N]``."""
-        return self.weighted_log_prob(x).argmax(-1)
-
-    @torch.no_grad()
-    def sample(
-        self, num_samples: int, generator: torch.Generator | None = None
-    ) -> tuple[Tensor, Tensor]:
-        """Points ``[S, D]`` and their component labels ``[S]``."""
-        return sample_mixture(
-            num_samples, self.log_weights, self.means, self.raw_covariance, self.cov, generator
-        )
 
     # -- initialisation and collapse protection ---------------------------------------------
     @torch.no_grad()
     def initialize(
         self,
         x: Tensor,
-        method: str = "kmeans",
+        method: str | None = None,
         generator: torch.Generator | None = None,
-        kmeans_iters: int = 20,
+        kmeans_iters: int | None = None,
     ) -> None:
-        """Set means, covariances and weights from data.
+        """Set means, covariances and weights from data (:mod:`mixtures.models.init`).
 
-        ``kmeans``: k-means++ seeds refined by Lloyd iterations; ``kmeans++``: the seeds only;
-        ``random``: K distinct random points. Covariances and weights are then the moments of
-        the hard clusters (projected onto the covariance type, floored).
+        Every point is assigned to a cluster (``kmeans``: k-means; ``k-means++`` /
+        ``random_from_data``: the nearest seed; ``random``: soft random weights); means and
+        covariances are the clusters' moments projected onto the covariance type (floored),
+        weights ``(N_k + 1) / (N + K)`` (never exactly zero).
 
         Args:
             x: training points ``[N, D]`` (any device; results are copied to the parameters').
-            method: one of ``INIT_METHODS``.
-            generator: random generator on ``x``'s device.
-            kmeans_iters: Lloyd iterations for ``kmeans``.
+            method: overrides the constructor's ``init``.
+            generator: random generator on ``x``'s device (default: seeded with ``seed``).
+            kmeans_iters: overrides the constructor's ``kmeans_iters``.
         """
-        if method not in INIT_METHODS:
-            raise ValueError(f"unknown init method {method!r}; choose one of {INIT_METHODS}.")
-        x = x.detach()
+        method = self.init if method is None else method
+        iters = self.kmeans_iters if kmeans_iters is None else kmeans_iters
+        check_init(method, iters)
+        x = self._check_points(x.detach(), torch.float64)
         n, k = x.shape[0], self.num_components
-        if k > n:
-            raise ValueError(
-                f"num_components={k} exceeds the number of training points ({n}); "
-                "lower model.num_components or supply more data."
-            )
-        x = x.to(torch.float64) if x.dtype != torch.float64 else x
-        if method == "kmeans":
-            centres, labels = kmeans(x, k, kmeans_iters, generator)
-        elif method == "kmeans++":
-            centres = kmeans_plusplus(x, k, generator)
-            labels, _ = assign(x, centres)
-        else:
-            idx = torch.randperm(n, generator=generator, device=x.device)[:k]
-            centres = x[idx]
-            labels, _ = assign(x, centres)
-        counts, cov = _cluster_moments(x, labels, centres, k)
-        weights = (counts + 1.0) / (n + k)  # never exactly zero
-        self._load(centres, cov, weights)
+        resp = initial_responsibilities(x, k, 1, method, self.seed, iters, assign_all=True,
+                                        generator=generator)[:, 0]
+        counts, means, raw = cluster_moments(x, resp, self.cov)
+        weights = (counts + 1.0) / (n + k)
+        dev, dt = self.means.device, self.means.dtype
+        self.means.copy_(means.to(dev, dt))
+        self.raw_covariance.copy_(raw.to(dev, dt))
+        self.weight_logits.copy_(weights.log().to(dev, dt) - weights.log().mean().to(dev, dt))
         self.initialized.fill_(True)
 
     @torch.no_grad()
@@ -238,7 +185,7 @@ class GaussianMixtureModel(nn.Module):
         if bad.numel() == 0:
             return
         good = (~mask).nonzero().flatten()
-        x = self._check(x).to(self.means.device)
+        x = self._check_points(x, self.means.dtype).to(self.means.device)
         if good.numel() > 0:
             _, d2 = assign(x, self.means[good])
             cov_dense = self.covariances[good]
@@ -260,27 +207,3 @@ class GaussianMixtureModel(nn.Module):
         log_w[bad] = -math.log(self.num_components)
         self.weight_logits.copy_(log_w - torch.logsumexp(log_w, -1))
 
-
-def _cluster_moments(
-    x: Tensor, labels: Tensor, centres: Tensor, k: int
-) -> tuple[Tensor, Tensor]:
-    """Counts ``[K]`` and covariances ``[K, D, D]`` of hard clusters, about their own means.
-
-    Second moments are accumulated as matrix products over chunks of points, so memory stays
-    bounded. Clusters with fewer than two points get the data covariance.
-    """
-    d = x.shape[1]
-    counts = torch.bincount(labels, minlength=k).to(x.dtype)  # [K]
-    sums = torch.zeros(k, d, dtype=x.dtype, device=x.device).index_add_(0, labels, x)
-    shift = x.mean(0)  # centre first: better conditioned second moments
-    second = torch.zeros(k, d, d, dtype=x.dtype, device=x.device)
-    chunk = max(1, 2**22 // max(1, k * d))
-    for xc, lc in zip(x.split(chunk), labels.split(chunk), strict=True):
-        xc = xc - shift
-        onehot = torch.nn.functional.one_hot(lc, k).to(x.dtype)  # [n, K]
-        second += torch.einsum("nki,nj->kij", onehot.unsqueeze(-1) * xc.unsqueeze(1), xc)
-    mean_c = sums / counts.clamp_min(1.0)[:, None] - shift  # centred cluster means [K, D]
-    cov = second / counts.clamp_min(1.0)[:, None, None] - mean_c[:, :, None] * mean_c[:, None, :]
-    data_cov = torch.cov(x.T).reshape(d, d)
-    small = (counts < 2)[:, None, None]
-    return counts, torch.where(small, data_cov.expand(k, d, d), cov)

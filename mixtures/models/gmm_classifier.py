@@ -67,19 +67,19 @@ class GaussianMixtureClassifier(nn.Module):
         super().__init__()
         if projection not in PROJECTIONS:
             raise ValueError(
-                f"model.network.head.projection={projection!r} is unknown; choose one of "
+                f"model.net.head.projection={projection!r} is unknown; choose one of "
                 f"{PROJECTIONS}."
             )
         for name, value in (("in_features", in_features), ("num_classes", num_classes),
                             ("num_components", num_components)):
             if not isinstance(value, int) or value < 1:
-                raise ValueError(f"model.network.head.{name} must be a positive integer, "
+                raise ValueError(f"model.net.head.{name} must be a positive integer, "
                                  f"got {value!r}.")
         if projection == "none":
             feature_dim = in_features
         elif not isinstance(feature_dim, int) or feature_dim < 1:
             raise ValueError(
-                f"projection={projection!r} needs model.network.head.feature_dim (D), a positive "
+                f"projection={projection!r} needs model.net.head.feature_dim (D), a positive "
                 f"integer; got {feature_dim!r}."
             )
         self.cov = covariance if covariance is not None else DiagCovariance()

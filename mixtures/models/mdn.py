@@ -52,7 +52,7 @@ def activation_class(name: str) -> type[nn.Module]:
     names = {n.lower(): n for n in act.__all__}
     if not isinstance(name, str) or name.lower() not in names:
         raise ValueError(
-            f"model.activation={name!r} is not a torch.nn activation; choose one of "
+            f"model.net.activation={name!r} is not a torch.nn activation; choose one of "
             f"{sorted(n for n in names if n not in ('multiheadattention',))}."
         )
     return getattr(nn, names[name.lower()])
@@ -82,11 +82,14 @@ class MixtureDensityNetwork(nn.Module):
         super().__init__()
         for name, value in (("num_features", num_features), ("num_targets", num_targets),
                             ("num_components", num_components)):
+            if value is None:
+                raise ValueError(f"model.net.{name} is unknown; train() takes it from the "
+                                 "data (a regression data set), or pass it.")
             if not (isinstance(value, int) and value >= 1):
-                raise ValueError(f"model.{name} must be an integer ≥ 1, got {value!r}.")
+                raise ValueError(f"model.net.{name} must be an integer ≥ 1, got {value!r}.")
         hidden = [int(h) for h in (hidden_sizes or [])]
         if any(h < 1 for h in hidden):
-            raise ValueError(f"model.hidden_sizes must be positive widths, got {hidden}.")
+            raise ValueError(f"model.net.hidden_sizes must be positive widths, got {hidden}.")
         act = activation_class(activation)
         self.num_features, self.num_targets = num_features, num_targets
         self.num_components = num_components
@@ -114,7 +117,7 @@ class MixtureDensityNetwork(nn.Module):
         """
         if x.shape[-1] != self.num_features:
             raise ValueError(
-                f"inputs have {x.shape[-1]} features but model.num_features="
+                f"inputs have {x.shape[-1]} features but model.net.num_features="
                 f"{self.num_features}; check the data's input columns."
             )
         out = self.head(self.trunk(x))
@@ -126,7 +129,7 @@ class MixtureDensityNetwork(nn.Module):
     def _check_targets(self, y: Tensor) -> None:
         if y.shape[-1] != self.num_targets:
             raise ValueError(
-                f"targets have {y.shape[-1]} dimensions but model.num_targets="
+                f"targets have {y.shape[-1]} dimensions but model.net.num_targets="
                 f"{self.num_targets}; check the data's target columns."
             )
 
@@ -188,8 +191,8 @@ class MixtureDensityNetwork(nn.Module):
         k, d = self.num_components, self.num_targets
         if k > y.shape[0]:
             raise ValueError(
-                f"model.num_components={k} exceeds the number of training points "
-                f"({y.shape[0]}); lower model.num_components."
+                f"model.net.num_components={k} exceeds the number of training points "
+                f"({y.shape[0]}); lower model.net.num_components."
             )
         y = y.detach().to(torch.float64)
         centres, labels = kmeans(y, k, kmeans_iters, generator)

@@ -1,7 +1,7 @@
 """Bayesian Gaussian mixture trained by reparameterised ("black-box") variational inference.
 
 The model is a finite Bayesian GMM with the conjugate priors of the DPMM
-(:class:`~mixtures.distributions.PriorSettings`, scikit-learn's names and defaults)::
+(:class:`~mixtures.models.priors.PriorSettings`, scikit-learn's names and defaults)::
 
     π ~ Dirichlet(α₀),   Λ_k ~ Gamma / Wishart(ν₀, Ψ₀),   μ_k | Λ_k ~ N(m₀, (β₀ Λ_k)⁻¹),
     x_n ~ Σ_k π_k N(μ_k, Λ_k⁻¹)
@@ -48,11 +48,11 @@ from mixtures.distributions import (
     FullCovariance,
     NormalPrecision,
     PrecisionDraw,
-    PriorSettings,
     expfam_log_prob,
-    sample_mixture,
 )
-from mixtures.models.em import initial_responsibilities
+from mixtures.models.base import MixtureDensity
+from mixtures.models.init import check_init, initial_responsibilities
+from mixtures.models.priors import PriorSettings
 
 __all__ = ["VariationalGMM"]
 
@@ -62,7 +62,7 @@ def _dirichlet(concentration: Tensor) -> Dirichlet:
     return Dirichlet(concentration, validate_args=False)
 
 
-class VariationalGMM(nn.Module):
+class VariationalGMM(MixtureDensity):
     """Finite Bayesian Gaussian mixture with a reparameterised variational posterior.
 
     Args:
@@ -71,10 +71,13 @@ class VariationalGMM(nn.Module):
         covariance: ``UnitCovariance``, ``ScalarCovariance``, ``DiagCovariance`` or
             ``FullCovariance`` (default full); its ``min_scale`` floors ``E[Λ]⁻¹``.
         weight_concentration_prior, mean_precision_prior, mean_prior, degrees_of_freedom_prior,
-            covariance_prior: the priors (:class:`~mixtures.distributions.PriorSettings`; α₀ is
+            covariance_prior: the priors (:class:`~mixtures.models.priors.PriorSettings`; α₀ is
             the symmetric Dirichlet's concentration, default 1 / K).
         num_samples: S, reparameterised draws per ELBO estimate.
         analytic_kl: closed-form KL (True) or its Monte-Carlo estimate on the same draws.
+        init: initial responsibilities of :meth:`initialize` (:mod:`mixtures.models.init`).
+        kmeans_iters: Lloyd iterations of the ``kmeans`` init.
+        seed: seed of the initialisation.
         dataset_size: N, the number of training points (set by :meth:`initialize`).
     """
 
@@ -90,15 +93,20 @@ class VariationalGMM(nn.Module):
         covariance_prior: float | Tensor | list | None = None,
         num_samples: int = 8,
         analytic_kl: bool = True,
+        init: str = "kmeans",
+        kmeans_iters: int = 100,
+        seed: int = 0,
         dataset_size: int | None = None,
     ) -> None:
         super().__init__()
+        check_init(init, kmeans_iters, name="model.net.init")
+        self.init, self.kmeans_iters, self.seed = init, kmeans_iters, seed
         self.cov = covariance if covariance is not None else FullCovariance()
         self.settings = PriorSettings(
             self.cov, num_components, num_features, weight_concentration_prior,
             mean_precision_prior, mean_prior, degrees_of_freedom_prior, covariance_prior)
         if not (isinstance(num_samples, int) and num_samples >= 1):
-            raise ValueError(f"model.num_samples must be an integer ≥ 1, got {num_samples!r}.")
+            raise ValueError(f"model.net.num_samples must be an integer ≥ 1, got {num_samples!r}.")
         k, d = num_components, num_features
         self.num_components, self.num_features = k, d
         self.family = self.settings.family
@@ -157,13 +165,10 @@ class VariationalGMM(nn.Module):
         return log_weights, self.family.rsample(self.posterior(), num_samples)
 
     def _check(self, x: Tensor) -> Tensor:
-        if x.dim() != 2 or x.shape[1] != self.num_features:
-            raise ValueError(
-                f"expected points of shape [N, {self.num_features}], got {list(x.shape)}."
-            )
+        x = self._check_points(x, self.loc.dtype)
         if not bool(self.initialized):
             raise RuntimeError("the model is not initialised; call model.initialize(x) first.")
-        return x.to(self.loc.dtype)
+        return x
 
     def draw_log_prob(self, x: Tensor, log_weights: Tensor, draw: PrecisionDraw) -> Tensor:
         """``log Σ_k π_sk N(x_n | μ_sk, Λ_sk⁻¹)`` for every point and draw: ``[N, S]`` (one
@@ -221,8 +226,8 @@ class VariationalGMM(nn.Module):
 
     # -- initialisation ---------------------------------------------------------------------------
     @torch.no_grad()
-    def initialize(self, x: Tensor, resp: Tensor | None = None, method: str = "kmeans",
-                   seed: int = 0, kmeans_iters: int = 100) -> None:
+    def initialize(self, x: Tensor, resp: Tensor | None = None, method: str | None = None,
+                   seed: int | None = None, kmeans_iters: int | None = None) -> None:
         """Priors from the data, N, and ``q`` set to the conjugate posterior of initial
         responsibilities (the first coordinate-ascent step; ``method``: ``kmeans`` —
         k-means++ seeds and Lloyd —, ``k-means++``, ``random``, ``random_from_data``).
@@ -230,10 +235,10 @@ class VariationalGMM(nn.Module):
         Args:
             x: training points ``[N, D]``.
             resp: initial responsibilities ``[N, K]`` (default: from ``method``).
+            method, seed, kmeans_iters: override the constructor's ``init``, ``seed`` and
+                ``kmeans_iters``.
         """
-        if x.dim() != 2 or x.shape[1] != self.num_features:
-            raise ValueError(f"expected points of shape [N, {self.num_features}], got "
-                             f"{list(x.shape)}.")
+        x = self._check_points(x, x.dtype)
         if not bool(torch.isfinite(x).all()):
             raise ValueError("the training points contain NaN or inf; remove them first.")
         if self.num_components > x.shape[0]:
@@ -244,8 +249,10 @@ class VariationalGMM(nn.Module):
         self.dataset_size.fill_(float(x.shape[0]))
         self.initialized.fill_(True)
         if resp is None:
-            resp = initial_responsibilities(x, self.num_components, 1, method, seed,
-                                            kmeans_iters)[:, 0]
+            resp = initial_responsibilities(
+                x, self.num_components, 1, self.init if method is None else method,
+                self.seed if seed is None else seed,
+                self.kmeans_iters if kmeans_iters is None else kmeans_iters)[:, 0]
         xc = x.double() - self.shift.double()
         resp = resp.double()
         counts = resp.sum(0)
@@ -278,11 +285,6 @@ class VariationalGMM(nn.Module):
         return self.cov.covariance(self.raw_cov, self.num_features).expand(
             self.num_components, self.num_features, self.num_features)
 
-    def num_parameters(self) -> int:
-        """Free parameters of the posterior-mean mixture (for BIC)."""
-        k, d = self.num_components, self.num_features
-        return (k - 1) + k * d + self.cov.num_parameters(k, d)
-
     @torch.no_grad()
     def weighted_log_prob(self, x: Tensor) -> Tensor:
         """``log E[π_k] + log N(x | E[μ_k], E[Λ_k]⁻¹)`` (posterior-mean plug-in) ``[N, K]``."""
@@ -293,47 +295,23 @@ class VariationalGMM(nn.Module):
 
     def _expected_precision(self) -> tuple[Tensor, Tensor]:
         """``E[Λ]`` in the type's precision form and its log-determinant."""
-        d = self.num_features
-        log_det = -self.cov.log_det(self.raw_cov, d)
-        if isinstance(self.cov, FullCovariance):
-            return self.cov.precision(self.raw_cov, d), log_det
-        scale = self.cov.scale(self.raw_cov)  # [K, 1 or D]
-        return scale.square().reciprocal(), log_det
-
-    @torch.no_grad()
-    def predict_proba(self, x: Tensor) -> Tensor:
-        """Responsibilities under the posterior-mean parameters ``[N, K]``."""
-        return torch.softmax(self.weighted_log_prob(x), -1)
-
-    @torch.no_grad()
-    def predict(self, x: Tensor) -> Tensor:
-        """Most responsible component ``[N]``."""
-        return self.weighted_log_prob(x).argmax(-1)
+        return self.cov.precision_terms(self.raw_cov, self.num_features)
 
     @torch.no_grad()
     def score_samples(self, x: Tensor, num_samples: int | None = None) -> Tensor:
         """Log-density ``[N]``: of the posterior-mean mixture (``num_samples=None``), or the
         Monte-Carlo posterior predictive ``log (1/S) Σ_s p(x | θ_s)`` with S draws."""
         if num_samples is None:
-            return torch.logsumexp(self.weighted_log_prob(x), -1)
+            return super().score_samples(x)
         log_weights, draw = self.rsample(num_samples)
         per_draw = self.draw_log_prob(x, log_weights, draw)  # [N, S]
         return torch.logsumexp(per_draw, -1) - math.log(num_samples)
 
-    @torch.no_grad()
-    def score(self, x: Tensor) -> float:
-        """Mean log-density of the posterior-mean mixture."""
-        return float(self.score_samples(x).double().mean())
-
-    @torch.no_grad()
-    def sample(self, num_samples: int, generator: torch.Generator | None = None
-               ) -> tuple[Tensor, Tensor]:
-        """Points ``[S, D]`` and components ``[S]`` from the posterior-mean mixture."""
+    def sampling_parameters(self) -> tuple[Tensor, Tensor, Tensor]:
+        """The posterior-mean mixture: ``log E[π]``, ``E[μ]`` and the raw ``E[Λ]⁻¹``."""
         if not bool(self.initialized):
             raise RuntimeError("the model is not initialised; call model.initialize(x) first.")
-        points, labels = sample_mixture(num_samples, self.weights.log(), self.loc, self.raw_cov,
-                                        self.cov, generator)
-        return points + self.shift, labels
+        return self.weights.log(), self.means, self.raw_cov
 
     def extra_repr(self) -> str:
         return (f"num_components={self.num_components}, num_features={self.num_features}, "

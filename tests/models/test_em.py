@@ -58,7 +58,7 @@ def test_no_subnormal_responsibilities_on_separated_data():
     """Far components get exactly 0 (subnormals slow CPUs ~50×); the likelihood is unchanged."""
     x, _, _ = make_blobs(3000, 16, 8, separation=8.0, seed=0)
     em = _engine(x, FullCovariance(), dtype=torch.float32)
-    logp = em.weighted_log_prob(x)  # [N, 1, K]
+    logp = em.restart_weighted_log_prob(x)  # [N, 1, K]
     resp, norm = normalize_log_prob(logp.clone())
     tiny = torch.finfo(torch.float32).tiny
     assert not bool(((resp > 0) & (resp < tiny)).any())

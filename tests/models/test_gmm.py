@@ -120,7 +120,7 @@ def test_mixing_weights_are_learned():
     assert sorted(model.weights.tolist()) == pytest.approx([0.2, 0.8], abs=0.01)
 
 
-@pytest.mark.parametrize("method", ["kmeans", "kmeans++", "random"])
+@pytest.mark.parametrize("method", ["kmeans", "k-means++", "random", "random_from_data"])
 def test_initialisation_methods(blobs, method):
     xtr, ytr, _, _, _ = blobs
     model = GaussianMixtureModel(4, 2, FullCovariance()).double()

@@ -240,7 +240,7 @@ def test_bad_construction_names_the_field(kwargs, message):
 
 def test_wrong_input_or_target_size_is_a_clear_error():
     mdn = MixtureDensityNetwork(2, 1, 2)
-    with pytest.raises(ValueError, match="inputs have 3 features but model.num_features=2"):
+    with pytest.raises(ValueError, match="inputs have 3 features but model.net.num_features=2"):
         mdn.log_prob(torch.zeros(4, 3), torch.zeros(4, 1))
-    with pytest.raises(ValueError, match="targets have 2 dimensions but model.num_targets=1"):
+    with pytest.raises(ValueError, match="targets have 2 dimensions but model.net.num_targets=1"):
         mdn.log_prob(torch.zeros(4, 2), torch.zeros(4, 2))

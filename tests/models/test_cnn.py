@@ -1,0 +1,157 @@
+"""Tests of :mod:`mixtures.models.cnn`: :class:`ConvNet` (PyTorch's MNIST example network) and
+:class:`LinearHead`.
+
+Oracles: the layer arithmetic of the reference network (28 → 26 → 24 → pool 12, so
+``64·12·12 = 9216`` inputs to the 128-unit feature), ``torch.log_softmax`` / ``logsumexp``
+(class log-probabilities normalise to one), a hand-applied ``nn.Linear`` for the head, and
+autograd (every parameter receives a non-zero gradient from a classification loss). Seeded,
+tiny batches on the CPU.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from mixtures.models import ConvNet, LinearHead
+
+B, C = 4, 10
+
+
+@pytest.fixture
+def net() -> ConvNet:
+    torch.manual_seed(0)
+    return ConvNet(LinearHead(128, C))
+
+
+@pytest.fixture
+def images() -> torch.Tensor:
+    return torch.rand(B, 1, 28, 28, generator=torch.Generator().manual_seed(1))
+
+
+def test_layer_sizes_of_the_reference_network(net):
+    convs = [m for m in net.body if isinstance(m, nn.Conv2d)]
+    linears = [m for m in net.body if isinstance(m, nn.Linear)]
+    assert [(m.in_channels, m.out_channels, m.kernel_size) for m in convs] == [
+        (1, 32, (3, 3)), (32, 64, (3, 3))]
+    assert [(m.in_features, m.out_features) for m in linears] == [(9216, 128)]
+    dropouts = [m.p for m in net.body if isinstance(m, nn.Dropout)]
+    assert dropouts == [0.25, 0.5]
+    n_params = sum(p.numel() for p in net.parameters())
+    assert n_params == (32 * 9 + 32) + (64 * 32 * 9 + 64) + (9216 * 128 + 128) + (128 * C + C)
+
+
+def test_output_and_feature_shapes(net, images):
+    net.eval()
+    z = net.features(images)
+    assert z.shape == (B, 128)
+    assert bool((z >= 0).all())  # after the ReLU
+    out = net(images)
+    assert out.shape == (B, C)
+    assert net.class_log_likelihood(images).shape == (B, C)
+
+
+def test_log_probabilities_normalise(net, images):
+    net.train()  # also with dropout active
+    logp = net(images)
+    torch.testing.assert_close(torch.logsumexp(logp, -1), torch.zeros(B), atol=1e-6, rtol=0)
+    assert bool((logp <= 0).all())
+
+
+def test_forward_is_log_softmax_of_the_head_logits(net, images):
+    net.eval()
+    logits = net.class_log_likelihood(images)
+    z = net.features(images)
+    torch.testing.assert_close(logits, z @ net.head.linear.weight.T + net.head.linear.bias)
+    torch.testing.assert_close(net(images), torch.log_softmax(logits, -1))
+
+
+def test_flattened_images_are_accepted(net, images):
+    net.eval()
+    torch.testing.assert_close(net(images.view(B, 28 * 28)), net(images))
+    torch.testing.assert_close(net.features(images.view(B, -1)), net.features(images))
+
+
+def test_eval_is_deterministic_and_train_uses_dropout(net, images):
+    net.eval()
+    torch.testing.assert_close(net(images), net(images))
+    net.train()
+    torch.manual_seed(2)
+    first = net.features(images)
+    torch.manual_seed(3)
+    second = net.features(images)
+    assert not torch.equal(first, second)
+    torch.manual_seed(2)
+    torch.testing.assert_close(net.features(images), first)  # seeded: reproducible
+
+
+def test_gradients_reach_every_parameter(net, images):
+    net.train()
+    torch.manual_seed(4)
+    labels = torch.arange(B) % C
+    loss = nn.functional.nll_loss(net(images), labels)
+    loss.backward()
+    names = [name for name, _ in net.named_parameters()]
+    assert len(names) == 8  # 2 convolutions, the feature layer and the head: weight and bias
+    for name, p in net.named_parameters():
+        assert p.grad is not None, name
+        assert p.grad.shape == p.shape, name
+        assert bool(torch.isfinite(p.grad).all()), name
+        assert float(p.grad.abs().sum()) > 0, name
+
+
+@pytest.mark.parametrize(("in_channels", "image_size", "feature_dim"), [(3, 16, 32), (1, 12, 8)])
+def test_other_image_sizes_channels_and_feature_widths(in_channels, image_size, feature_dim):
+    torch.manual_seed(0)
+    net = ConvNet(LinearHead(feature_dim, 3), in_channels=in_channels, image_size=image_size,
+                  feature_dim=feature_dim).eval()
+    side = (image_size - 4) // 2
+    assert net.body[-3].in_features == 64 * side * side
+    x = torch.rand(2, in_channels, image_size, image_size,
+                   generator=torch.Generator().manual_seed(5))
+    assert net.features(x).shape == (2, feature_dim)
+    assert net(x).shape == (2, 3)
+    torch.testing.assert_close(net(x.reshape(2, -1)), net(x))  # flattened [B, C·H·W]
+
+
+def test_dropout_rates_are_configurable(images):
+    torch.manual_seed(0)
+    net = ConvNet(LinearHead(128, C), dropout1=0.0, dropout2=0.0).train()
+    torch.testing.assert_close(net(images), net(images))  # no dropout: train mode deterministic
+    assert [m.p for m in net.body if isinstance(m, nn.Dropout)] == [0.0, 0.0]
+
+
+def test_linear_head():
+    torch.manual_seed(0)
+    head = LinearHead(6, 4)
+    assert head.num_classes == 4
+    z = torch.randn(5, 6, generator=torch.Generator().manual_seed(6))
+    logits = head.class_log_likelihood(z)
+    torch.testing.assert_close(logits, z @ head.linear.weight.T + head.linear.bias)
+    torch.testing.assert_close(head(z), logits - torch.logsumexp(logits, -1, keepdim=True))
+
+
+def test_the_net_uses_any_head_with_class_log_likelihood(images):
+    """The head is injected: a head's output and ``class_log_likelihood`` pass straight
+    through."""
+
+    class Recorder(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.seen: list[torch.Tensor] = []
+
+        def forward(self, z: torch.Tensor) -> torch.Tensor:
+            self.seen.append(z)
+            return z[:, :3].log_softmax(-1)
+
+        def class_log_likelihood(self, z: torch.Tensor) -> torch.Tensor:
+            return -z[:, :3]
+
+    torch.manual_seed(0)
+    net = ConvNet(Recorder()).eval()
+    out = net(images)
+    z = net.head.seen[0]
+    assert z.shape == (B, 128)
+    torch.testing.assert_close(out, z[:, :3].log_softmax(-1))
+    torch.testing.assert_close(net.class_log_likelihood(images), -z[:, :3])
