@@ -17,7 +17,9 @@ import hydra
 import lightning as L
 import torch
 from lightning.pytorch.loggers import CSVLogger
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, OmegaConf
+
+from mixtures.lit.requirements import check_kind
 
 __all__ = ["train", "instantiate_list", "metric_value"]
 
@@ -37,45 +39,16 @@ def instantiate_list(cfg: DictConfig | None) -> list[Any]:
     return objs
 
 
-def _fill_data_sizes(cfg: DictConfig, datamodule: Any) -> None:
-    """Take the data's sizes — ``num_features`` (inputs) and, for regression data,
-    ``num_targets`` — for the model fields of the same name that are null; reject a mismatching
-    override, a model that needs targets on data without them, and the reverse."""
-    targets = getattr(datamodule, "num_targets", None)
-    data_name = cfg.data.get("_target_", "the data").rsplit(".", 1)[-1]
-    if "num_targets" in cfg.model and targets is None:
-        raise ValueError(
-            f"{cfg.model._target_} models p(y | x) and needs regression targets, but "
-            f"{data_name} has none; use data=inverse_sine, ring, heteroscedastic, diabetes, "
-            "or data=file with data.target_columns=[...]."
-        )
-    if targets is not None and "num_targets" not in cfg.model:
-        raise ValueError(
-            f"{data_name} is a regression data set (inputs x, targets y) but "
-            f"{cfg.model._target_} is a density model of unlabelled points; use model=mdn, or "
-            "data=file without data.target_columns to fit a density to all columns."
-        )
-    if getattr(datamodule, "classification", False) and "num_features" in cfg.model:
-        raise ValueError(
-            f"{data_name} is labelled image data for classifiers, but {cfg.model._target_} "
-            "models points' features; use model=gmm_classifier or model=cnn_linear."
-        )
-    for key in ("num_features", "num_targets"):
-        if key not in cfg.model or not hasattr(datamodule, key):
-            continue
-        actual = getattr(datamodule, key)
-        if actual is None:
-            continue
-        wanted = cfg.model[key]
-        if wanted is None:
-            with open_dict(cfg):
-                cfg.model[key] = actual
-        elif int(wanted) != actual:
-            what = "features" if key == "num_features" else "target dimensions"
-            raise ValueError(
-                f"model.{key}={wanted} but the data has {actual} {what}; drop the "
-                "override (it defaults to the data's size) or load the right data."
-            )
+def _data_sizes(cfg: DictConfig, datamodule: Any) -> dict[str, Any]:
+    """The data's sizes for the model's null size fields: ``{"net": {"num_features": D, …}}``,
+    passed as keyword arguments at instantiation (the config is not rewritten). Fields that
+    are set keep their value; the module's data check rejects one that does not fit."""
+    net = cfg.model.get("net")
+    sizes = datamodule.sizes() if hasattr(datamodule, "sizes") else {}
+    if not isinstance(net, DictConfig):
+        return {}
+    fill = {k: v for k, v in sizes.items() if k in net and net.get(k) is None}
+    return {"net": fill} if fill else {}
 
 
 def metric_value(metrics: dict[str, float], name: str | None) -> float | None:
@@ -93,15 +66,11 @@ def _to_float(value: Any) -> float:
     return float(value.item()) if isinstance(value, torch.Tensor) else float(value)
 
 
-def _report_mixture(model: Any, datamodule: Any, output_dir: str | None) -> None:
+def _report_mixture(model: Any, output_dir: str | None) -> None:
     """Save the fitted mixture in the data's original units (``mixture.pt``)."""
     if not hasattr(model, "mixture_parameters"):
         return
-    params = model.mixture_parameters()
-    if hasattr(datamodule, "to_original_units"):
-        params["means"], params["covariances"] = datamodule.to_original_units(
-            params["means"], params["covariances"]
-        )
+    params = model.mixture_parameters(original_units=True)
     params = {k: v.cpu() for k, v in params.items()}
     if output_dir:
         path = Path(output_dir) / "mixture.pt"
@@ -145,10 +114,11 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
 
     log.info("data: %s", cfg.data._target_)
     datamodule = hydra.utils.instantiate(cfg.data)
-    _fill_data_sizes(cfg, datamodule)
+    # the pairing first: a model's sizes may only exist for the data it needs
+    check_kind(hydra.utils.get_class(cfg.model._target_), datamodule)
 
     log.info("model: %s", cfg.model._target_)
-    model = hydra.utils.instantiate(cfg.model)
+    model = hydra.utils.instantiate(cfg.model, **_data_sizes(cfg, datamodule))
     if str(cfg.trainer.get("precision")) in ("64", "64-true", "double"):
         # Convert here, not only inside the trainer: initialisation then runs in float64, and
         # under ddp_spawn the weights copied back to this process keep their precision.
@@ -181,7 +151,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
         raise FloatingPointError(f"non-finite final metrics {bad}: the run diverged.")
     output_dir = cfg.get("paths", {}).get("output_dir")
     if trainer.is_global_zero:
-        _report_mixture(model, datamodule, output_dir)
+        _report_mixture(model, output_dir)
         if output_dir:  # one line per run, easy to compare across a sweep
             path = Path(output_dir) / "metrics.json"
             path.parent.mkdir(parents=True, exist_ok=True)

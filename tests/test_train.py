@@ -55,7 +55,7 @@ def test_every_combination_composes_and_runs(cfg_factory, tmp_path, model, covar
         return
     metrics, objects = train(cfg)
     assert np.isfinite(metrics["test/nll"])
-    assert objects["model"].hparams.num_features == (3 if data == "file" else 2)
+    assert objects["model"].model.num_features == (3 if data == "file" else 2)
     assert type(objects["model"].model.cov).__name__.lower().startswith(
         covariance.replace("_", "")[:4]
     )
@@ -65,7 +65,7 @@ def test_file_data_reports_original_units(cfg_factory, tmp_path) -> None:
     """Standardised training; the saved mixture is back in the file's units."""
     csv = _write_csv(tmp_path / "points.csv", n=3000)
     cfg = cfg_factory(["data=file", f"data.path={csv}", "data.label_column=-1",
-                       "model.num_components=3", "trainer.max_epochs=30", "logger=csv"])
+                       "model.net.num_components=3", "trainer.max_epochs=30", "logger=csv"])
     metrics, objects = train(cfg)
     assert metrics["test/ari"] > 0.95
     fitted = torch.load(Path(cfg.paths.output_dir) / "mixture.pt")
@@ -135,7 +135,7 @@ def test_ddp_cpu_two_processes(tmp_path) -> None:
 
 def test_multirun_with_joblib_launcher(tmp_path) -> None:
     """A two-job sweep runs in parallel under the joblib launcher."""
-    result = run_train(["--multirun", "model.num_components=2,4", "trainer.max_epochs=2",
+    result = run_train(["--multirun", "model.net.num_components=2,4", "trainer.max_epochs=2",
                         "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "logger=csv",
                         "hydra.sweep.dir=sweep"], cwd=tmp_path, timeout=400)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -146,7 +146,7 @@ def test_multirun_with_joblib_launcher(tmp_path) -> None:
 
 
 def test_instantiated_model_uses_config_sizes(cfg_factory) -> None:
-    cfg = cfg_factory(["model.num_components=7", "data.num_features=3"])
+    cfg = cfg_factory(["model.net.num_components=7", "data.num_features=3"])
     module = instantiate(cfg.model)
     assert module.model.means.shape == (7, 3)
 

@@ -41,7 +41,7 @@ from mixtures.train import train  # noqa: E402
 ROWS = {
     "linear": ["model=cnn_linear"],
     **{f"{cov}-{g}": ["model=gmm_classifier", f"covariance={cov}",
-                      f"model.network.head.num_components={g}"]
+                      f"model.net.head.num_components={g}"]
        for cov in ("diag", "full") for g in (1, 2, 4)},
 }
 RESULTS = HERE / "results.json"

@@ -89,7 +89,7 @@ def main() -> None:
             ).log_prob(xte).mean().item()
             ours = -metrics["test/nll"]
             if cov in SKLEARN:
-                k = cfg.model.num_components
+                k = cfg.model.net.num_components
                 start = time.perf_counter()
                 sk = GaussianMixture(k, covariance_type=SKLEARN[cov], random_state=0)
                 sk.fit(xtr.numpy())

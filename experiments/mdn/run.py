@@ -70,7 +70,7 @@ def main() -> None:
                 with tempfile.TemporaryDirectory() as tmp:
                     cfg = _cfg(Path(tmp), [
                         "model=mdn", f"data={data}", f"covariance={noise}",
-                        f"model.num_components={k}", f"trainer.max_epochs={args.epochs}",
+                        f"model.net.num_components={k}", f"trainer.max_epochs={args.epochs}",
                         f"trainer.check_val_every_n_epoch={args.epochs}", *extra])
                     start = time.perf_counter()
                     with contextlib.redirect_stdout(io.StringIO()):  # Lightning's test table

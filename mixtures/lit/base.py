@@ -1,59 +1,102 @@
-"""Evaluation shared by every mixture LightningModule: held-out log-likelihood, BIC, ARI / NMI.
+"""What every mixture LightningModule shares: the injected model, the data check, evaluation.
 
-Subclasses provide :meth:`MixtureModule.weighted_log_prob` (``[B, K]``), the parameter count and
-the mixture's parameters; this class logs ``val/…`` and ``test/…`` from DDP-exact sums.
+A LightningModule receives its built model (``net``, a
+:class:`~mixtures.models.base.MixtureDensity`) from the config and holds only the training
+regime. This base checks the data against the model (:func:`~mixtures.lit.requirements.
+check_data`), initialises an uninitialised model from the training points, and logs
+``val/…`` and ``test/…`` — held-out log-likelihood, BIC, ARI / NMI — from DDP-exact sums,
+through the model's one prediction API.
 """
 
 from __future__ import annotations
-
-from abc import abstractmethod
 
 import lightning as L
 import torch
 from torch import Tensor
 
+from mixtures.data.standardize import Standardizer
+from mixtures.lit.requirements import check_data
 from mixtures.metrics import ClusteringScores, LogLikelihood, bic
+from mixtures.models.base import MixtureDensity
 
-__all__ = ["MixtureModule"]
+__all__ = ["MixtureModule", "global_batch_mean", "take_standardizers"]
+
+
+def take_standardizers(module: L.LightningModule, datamodule: object) -> None:
+    """Copy the data's standardisation into the module's ``x_standardizer`` /
+    ``y_standardizer`` (the one path by which original units travel: the module saves them in
+    its checkpoints and reports metrics, figures and the fitted mixture with them). A side the
+    data does not standardise keeps the module's own (identity, or a restored checkpoint's)."""
+    if hasattr(datamodule, "split"):
+        datamodule.split("train")  # loaded: its standardisation is fitted on first access
+    for side in ("x_standardizer", "y_standardizer"):
+        source, target = getattr(datamodule, side, None), getattr(module, side, None)
+        if source is not None and target is not None:
+            target.load_state_dict(source.state_dict())
+
+
+def global_batch_mean(module: L.LightningModule, values: Tensor) -> Tensor:
+    """The training loss of a batch: ``Σ values · world / |B_global|``.
+
+    Under DDP, which averages gradients over ranks, this gives exactly the gradient of the mean
+    over the *global* batch, whatever each rank holds (every point is served once per epoch,
+    so shards may differ by a point, and a rank may get an empty batch). On one process it is
+    the batch mean, with no communication.
+
+    Args:
+        module: the LightningModule (for its trainer's strategy).
+        values: per-point losses ``[B]`` of this rank's batch.
+    """
+    world = module.trainer.world_size if module._trainer is not None else 1
+    if world == 1:
+        return values.mean()
+    local = torch.tensor(float(values.shape[0]), device=values.device)
+    total = module.trainer.strategy.reduce(local, reduce_op="sum")
+    return values.sum() * (world / total)
 
 
 class MixtureModule(L.LightningModule):
-    """Base LightningModule of the mixture models (metrics and summaries, no math)."""
+    """Base LightningModule of the mixture densities (training regimes add their steps).
 
-    def __init__(self) -> None:
+    Args:
+        net: the model, built by the config (``model.net``).
+    """
+
+    #: the data this module trains on (:mod:`mixtures.lit.requirements`)
+    data_kind = "points"
+
+    def __init__(self, net: MixtureDensity) -> None:
         super().__init__()
+        self.model = net
+        # the data's standardisation (identity until setup copies it; saved in checkpoints)
+        self.x_standardizer = Standardizer(net.num_features)
         self.val_ll, self.test_ll = LogLikelihood(), LogLikelihood()
         self.val_scores: ClusteringScores | None = None
         self.test_scores: ClusteringScores | None = None
-
-    # -- to implement ---------------------------------------------------------------------------
-    @abstractmethod
-    def weighted_log_prob(self, x: Tensor) -> Tensor:
-        """``log π_k + log N(x | k)`` ``[B, K]`` of the fitted (best) mixture."""
-
-    @abstractmethod
-    def mixture_parameters(self) -> dict[str, Tensor]:
-        """Detached ``weights`` ``[K]``, ``means`` ``[K, D]``, ``covariances`` ``[K, D, D]``."""
-
-    @abstractmethod
-    def num_mixture_parameters(self) -> int:
-        """Free parameters, for BIC."""
-
-    @abstractmethod
-    def initialize_model(self, x: Tensor) -> None:
-        """Initialise ``self.model`` from the training points ``[N, D]`` (checked for K, D)."""
 
     @property
     def num_components(self) -> int:
         """K."""
         return self.model.num_components
 
+    def model_sizes(self) -> dict[str, int]:
+        """The sizes the model was built with (compared with the data's)."""
+        return {"num_features": self.model.num_features}
+
     def setup(self, stage: str) -> None:
-        """Create the clustering metrics; on ``fit``, initialise an uninitialised model from the
-        DataModule's training tensor (before DDP wraps it; a restored checkpoint overrides)."""
-        self.setup_scores()
+        """Check the data, create the clustering metrics; on ``fit``, initialise an
+        uninitialised model from the training points (before DDP wraps it; a restored
+        checkpoint overrides)."""
+        dm = self.trainer.datamodule if self._trainer is not None else None
+        check_data(self, dm)
+        take_standardizers(self, dm)
+        self.setup_scores(dm)
         if stage == "fit" and not bool(self.model.initialized):
             self.initialize_model(self.checked_train_tensor())
+
+    def initialize_model(self, x: Tensor) -> None:
+        """Initialise the model from the training points ``[N, D]`` (its own ``init``)."""
+        self.model.to(x.device).initialize(x)
 
     # -- shared ---------------------------------------------------------------------------------
     def train_tensor(self) -> Tensor | None:
@@ -62,7 +105,7 @@ class MixtureModule(L.LightningModule):
         return getattr(dm, "train_tensor", None)
 
     def checked_train_tensor(self) -> Tensor:
-        """Training points for initialisation, validated against K and D."""
+        """Training points for initialisation, validated against K."""
         x = self.train_tensor()
         if x is None:
             raise RuntimeError(
@@ -72,42 +115,42 @@ class MixtureModule(L.LightningModule):
         k = self.num_components
         if k > x.shape[0]:
             raise ValueError(
-                f"model.num_components={k} exceeds the number of training points "
-                f"({x.shape[0]}); lower model.num_components or supply more data."
-            )
-        if x.shape[1] != self.model.num_features:
-            raise ValueError(
-                f"the data has {x.shape[1]} features but model.num_features="
-                f"{self.model.num_features}; remove the override or fix the data."
+                f"model.net.num_components={k} exceeds the number of training points "
+                f"({x.shape[0]}); lower model.net.num_components or supply more data."
             )
         return x
 
-    def setup_scores(self) -> None:
+    def setup_scores(self, datamodule: object) -> None:
         """Create ARI / NMI metrics when the DataModule has labels."""
-        num_classes = getattr(self.trainer.datamodule, "num_classes", None)
+        num_classes = getattr(datamodule, "num_classes", None)
         if num_classes and self.val_scores is None:
             self.val_scores = ClusteringScores(num_classes, self.num_components)
             self.test_scores = ClusteringScores(num_classes, self.num_components)
 
-    def predict_labels(self, x: Tensor) -> Tensor:
-        with torch.no_grad():
-            return self.weighted_log_prob(x).argmax(-1)
+    def mixture_parameters(self, original_units: bool = False) -> dict[str, Tensor]:
+        """The fitted mixture's ``weights``, ``means``, ``covariances``: in the units the model
+        was trained in (for figures), or in the data's original units."""
+        params = self.model.mixture_parameters()
+        if original_units:
+            params["means"] = self.x_standardizer.means_to_original(params["means"])
+            params["covariances"] = self.x_standardizer.covariances_to_original(
+                params["covariances"])
+        return params
 
     def _eval_step(self, batch: tuple[Tensor, ...], ll: LogLikelihood,
                    scores: ClusteringScores | None) -> None:
         x = batch[0]
-        with torch.no_grad():
-            weighted = self.weighted_log_prob(x)  # [B, K]
-        ll.update(torch.logsumexp(weighted, -1))
+        log_density, labels = self.model.score_and_predict(x)
+        ll.update(log_density)
         if scores is not None and len(batch) > 1:
-            scores.update(batch[1], weighted.argmax(-1))
+            scores.update(batch[1], labels)
 
     def _eval_epoch_end(self, prefix: str, ll: LogLikelihood,
                         scores: ClusteringScores | None) -> None:
         stats = ll.compute()
         metrics = {
             f"{prefix}/nll": -stats["mean"],
-            f"{prefix}/bic": bic(stats["total"], self.num_mixture_parameters(), stats["count"]),
+            f"{prefix}/bic": bic(stats["total"], self.model.num_parameters(), stats["count"]),
         }
         if scores is not None and scores.update_count > 0:
             cs = scores.compute()
@@ -132,4 +175,4 @@ class MixtureModule(L.LightningModule):
         self._eval_epoch_end("test", self.test_ll, self.test_scores)
 
     def predict_step(self, batch: tuple[Tensor, ...], batch_idx: int) -> Tensor:
-        return self.predict_labels(batch[0])
+        return self.model.predict(batch[0])

@@ -13,7 +13,6 @@ Letters: B batch, C classes, G components per class.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -22,16 +21,12 @@ import torch
 from torch import Tensor, nn
 from torchmetrics import Metric
 
-from mixtures.lit.optim import optimizers_from_config
+from mixtures.lit.base import global_batch_mean
+from mixtures.lit.optim import optimizer_factory, optimizers_from_config
+from mixtures.lit.requirements import check_data
 from mixtures.metrics import ClassificationScores
 
 __all__ = ["ClassifierModule"]
-
-NEEDS_CLASSES = (
-    "is an image classifier and needs labelled image data: use data=mnist "
-    "(prepare it offline with `python scripts/prepare_mnist.py --data-dir data`)"
-)
-
 
 class ComponentUsage(Metric):
     """Summed responsibilities ``p(g | z, c)`` of the true class ``[C, G]`` and class counts."""
@@ -59,7 +54,7 @@ class ClassifierModule(L.LightningModule):
     """A network that returns class log-probabilities, trained on the labels' NLL.
 
     Args:
-        network: ``nn.Module`` ``x [B, ·] → log p(c | x) [B, C]`` (e.g.
+        net: ``nn.Module`` ``x [B, ·] → log p(c | x) [B, C]`` (e.g.
             :class:`~mixtures.models.ConvNet` with a Gaussian-mixture or linear head).
         optimizer: a partial torch optimizer (the ``optimizer`` config group).
         lr: learning rate that replaces the optimizer's (None: keep ``optimizer.lr``).
@@ -67,56 +62,54 @@ class ClassifierModule(L.LightningModule):
         ece_bins: bins of the expected calibration error.
     """
 
+    #: the data this module trains on (:mod:`mixtures.lit.requirements`)
+    data_kind = "images"
+
     def __init__(
         self,
-        network: nn.Module,
+        net: nn.Module,
         optimizer: Callable[..., torch.optim.Optimizer] | None = None,
         lr: float | None = None,
         scheduler: Callable[..., Any] | None = None,
         ece_bins: int = 15,
     ) -> None:
         super().__init__()
-        self.save_hyperparameters(ignore=["network", "optimizer", "scheduler"])
-        if lr is not None and not lr > 0:
-            raise ValueError(f"model.lr must be positive or null, got {lr}; e.g. 0.001.")
-        self.network = network
-        self.optimizer_factory = optimizer or torch.optim.Adam
-        if lr is not None:
-            base = getattr(self.optimizer_factory, "func", self.optimizer_factory)
-            keywords = dict(getattr(self.optimizer_factory, "keywords", {}), lr=lr)
-            self.optimizer_factory = functools.partial(base, **keywords)
+        self.save_hyperparameters(ignore=["net", "optimizer", "scheduler"])
+        self.net = net
+        self.optimizer_factory = optimizer_factory(optimizer, lr)
         self.scheduler_factory = scheduler
         self.val_scores, self.test_scores = ClassificationScores(ece_bins), \
             ClassificationScores(ece_bins)
-        head = getattr(network, "head", network)
+        head = getattr(net, "head", net)
         self.mixture_head = head if hasattr(head, "component_responsibilities") else None
         if self.mixture_head is not None:
             c, g = self.mixture_head.num_classes, self.mixture_head.num_components
             self.val_usage, self.test_usage = ComponentUsage(c, g), ComponentUsage(c, g)
         self.component_usage: Tensor | None = None  # [C, G] of the last evaluation
 
+    def model_sizes(self) -> dict[str, int]:
+        """No size to compare: the images' shape is the network's, the classes may be fewer."""
+        return {}
+
     def setup(self, stage: str) -> None:
-        dm = self.trainer.datamodule if self._trainer is not None else None
-        if dm is not None and not getattr(dm, "classification", False):
-            raise ValueError(f"model={type(self.network).__name__} {NEEDS_CLASSES}; got "
-                             f"{type(dm).__name__}.")
+        check_data(self, self.trainer.datamodule if self._trainer is not None else None)
 
     def configure_optimizers(self) -> Any:
-        return optimizers_from_config(self.network.parameters(), self.optimizer_factory,
+        return optimizers_from_config(self.net.parameters(), self.optimizer_factory,
                                       self.scheduler_factory, monitor="val/nll")
 
     # -- steps --------------------------------------------------------------------------------
     def forward(self, x: Tensor) -> Tensor:
         """Class log-probabilities ``[B, C]``."""
-        return self.network(x)
+        return self.net(x)
 
     def class_log_likelihood(self, x: Tensor) -> Tensor:
         """``log p(x | c)`` ``[B, C]`` of the head (logits for a linear head)."""
-        return self.network.class_log_likelihood(x)
+        return self.net.class_log_likelihood(x)
 
     def training_step(self, batch: tuple[Tensor, ...], batch_idx: int) -> Tensor:
         x, y = batch
-        loss = nn.functional.nll_loss(self.network(x), y)
+        loss = global_batch_mean(self, nn.functional.nll_loss(self.net(x), y, reduction="none"))
         self.log("train/nll", loss, prog_bar=True, on_step=True, on_epoch=True,
                  batch_size=x.shape[0], sync_dist=True)
         return loss
@@ -125,9 +118,9 @@ class ClassifierModule(L.LightningModule):
                    usage: ComponentUsage | None) -> None:
         x, y = batch
         if usage is None:
-            scores.update(self.network(x), y)
+            scores.update(self.net(x), y)
             return
-        feats = self.network.features(x) if self.mixture_head is not self.network else x
+        feats = self.net.features(x) if self.mixture_head is not self.net else x
         scores.update(self.mixture_head(feats), y)
         usage.update(self.mixture_head.component_responsibilities(feats), y)
 

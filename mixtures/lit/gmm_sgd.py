@@ -16,33 +16,23 @@ import torch
 from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor
 
-from mixtures.distributions import CovarianceType
-from mixtures.lit.base import MixtureModule
-from mixtures.models.gmm import INIT_METHODS, GaussianMixtureModel
+from mixtures.lit.base import MixtureModule, global_batch_mean
+from mixtures.lit.optim import check_lr, optimizer_factory
+from mixtures.models.gmm import GaussianMixtureModel
 
 __all__ = ["GMMSGD"]
-
-
-def _positive_lr(name: str, value: float | None) -> None:
-    if value is not None and not value > 0:
-        raise ValueError(
-            f"{name} must be positive, got {value}; use a small positive step such as 0.05."
-        )
 
 
 class GMMSGD(MixtureModule):
     """Gaussian mixture fitted by gradient descent on the negative log-likelihood.
 
     Args:
-        num_components: K.
-        num_features: D (from ``${data.num_features}``; filled in from the data when null).
-        covariance: covariance parametrisation (the ``covariance`` config group).
-        optimizer: a partial torch optimizer (the ``optimizer`` config group).
+        net: the :class:`~mixtures.models.GaussianMixtureModel` (``model.net``).
+        optimizer: a partial torch optimizer (the ``optimizer`` config group; default Adam,
+            lr 0.05).
         mixture_lr: learning rate of the mixing weights (None: the optimizer's ``lr``).
         component_lr: learning rate of means and covariances (None: the optimizer's ``lr``).
-        init: ``kmeans``, ``kmeans++`` or ``random``.
-        kmeans_iters: Lloyd iterations of the ``kmeans`` init.
-        seed: seed of the initialisation and of re-seeding.
+        seed: seed of re-seeding.
         reseed: re-seed collapsed components.
         min_weight: a component whose weight falls below this (default 1e-3 / K) is re-seeded.
         reseed_every_n_steps: how often the collapse check runs.
@@ -50,41 +40,25 @@ class GMMSGD(MixtureModule):
 
     def __init__(
         self,
-        num_components: int = 5,
-        num_features: int | None = None,
-        covariance: CovarianceType | None = None,
+        net: GaussianMixtureModel,
         optimizer: Callable[..., torch.optim.Optimizer] | None = None,
         mixture_lr: float | None = None,
         component_lr: float | None = None,
-        init: str = "kmeans",
-        kmeans_iters: int = 20,
         seed: int = 0,
         reseed: bool = True,
         min_weight: float | None = None,
         reseed_every_n_steps: int = 10,
     ) -> None:
-        super().__init__()
-        self.save_hyperparameters(ignore=["covariance", "optimizer"])
-        if num_features is None:
-            raise ValueError(
-                "model.num_features is unknown; train() fills it from the data, or set it."
-            )
-        if init not in INIT_METHODS:
-            raise ValueError(f"model.init={init!r} is unknown; choose one of {INIT_METHODS}.")
-        _positive_lr("model.mixture_lr", mixture_lr)
-        _positive_lr("model.component_lr", component_lr)
-        self.optimizer_factory = optimizer or functools.partial(torch.optim.Adam, lr=0.05)
-        base_lr = getattr(self.optimizer_factory, "keywords", {}).get("lr")
-        _positive_lr("optimizer.lr", base_lr)
-        self.model = GaussianMixtureModel(num_components, num_features, covariance)
-        self.min_weight = min_weight if min_weight is not None else 1e-3 / num_components
+        super().__init__(net)
+        self.save_hyperparameters(ignore=["net", "optimizer"])
+        check_lr("model.mixture_lr", mixture_lr)
+        check_lr("model.component_lr", component_lr)
+        self.optimizer_factory = optimizer_factory(
+            optimizer, default=functools.partial(torch.optim.Adam, lr=0.05))
+        self.min_weight = min_weight if min_weight is not None else 1e-3 / net.num_components
         self.register_buffer("num_reseeded", torch.zeros((), dtype=torch.long))
 
     # -- set-up -------------------------------------------------------------------------------
-    def initialize_model(self, x: Tensor) -> None:
-        gen = torch.Generator(device=x.device).manual_seed(self.hparams.seed)
-        self.model.initialize(x, self.hparams.init, gen, self.hparams.kmeans_iters)
-
     def configure_optimizers(self) -> torch.optim.Optimizer:
         mixture_lr, component_lr = self.hparams.mixture_lr, self.hparams.component_lr
         if mixture_lr is None and component_lr is None:
@@ -112,7 +86,7 @@ class GMMSGD(MixtureModule):
 
     def training_step(self, batch: tuple[Tensor, ...], batch_idx: int) -> Tensor:
         x = batch[0]
-        loss = -self.model.log_prob(x).mean()
+        loss = global_batch_mean(self, -self.model.log_prob(x))
         self.log("train/nll", loss, prog_bar=True, on_step=True, on_epoch=True,
                  batch_size=x.shape[0], sync_dist=True)
         return loss
@@ -138,7 +112,7 @@ class GMMSGD(MixtureModule):
 
     def _reset_optimizer_state(self, mask: Tensor) -> None:
         """Zero optimizer moments of re-seeded components (rows along the component dim)."""
-        k = self.hparams.num_components
+        k = self.num_components
         for opt in self.trainer.optimizers:
             for p, state in opt.state.items():
                 if p.dim() == 0 or p.shape[0] != k:
@@ -150,13 +124,3 @@ class GMMSGD(MixtureModule):
     def on_validation_epoch_end(self) -> None:
         super().on_validation_epoch_end()
         self.log("train/reseeded", self.num_reseeded.float(), sync_dist=True)
-
-    # -- summaries ----------------------------------------------------------------------------
-    def weighted_log_prob(self, x: Tensor) -> Tensor:
-        return self.model.weighted_log_prob(x)
-
-    def mixture_parameters(self) -> dict[str, Tensor]:
-        return self.model.mixture_parameters()
-
-    def num_mixture_parameters(self) -> int:
-        return self.model.num_parameters()

@@ -22,12 +22,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from mixtures.distributions import CovarianceType
-from mixtures.lit.base import MixtureModule
-from mixtures.lit.gmm_sgd import _positive_lr
-from mixtures.lit.optim import optimizers_from_config
+from mixtures.lit.base import MixtureModule, global_batch_mean
+from mixtures.lit.optim import optimizer_factory, optimizers_from_config
 from mixtures.metrics import LogLikelihood
-from mixtures.models.em import EM_INIT_METHODS
 from mixtures.models.vi import VariationalGMM
 
 __all__ = ["GMMVI"]
@@ -37,82 +34,43 @@ class GMMVI(MixtureModule):
     """Finite Bayesian GMM trained by black-box (reparameterised) variational inference.
 
     Args:
-        num_components: K.
-        num_features: D (filled in from the data when null).
-        covariance: ``unit``, ``scalar``, ``diag`` or ``full`` (the ``covariance`` group).
+        net: the :class:`~mixtures.models.VariationalGMM` (``model.net``: K, D, covariance,
+            priors as in scikit-learn's ``BayesianGaussianMixture``, draws per step S, analytic
+            or Monte-Carlo KL, init).
         optimizer: a partial torch optimizer (the ``optimizer`` group; default Adam, lr 0.05).
         scheduler: optional partial learning-rate scheduler (``+scheduler=cosine``: a decaying
             step lets the stochastic iterates settle instead of hovering around the optimum).
-        weight_concentration_prior, mean_precision_prior, mean_prior, degrees_of_freedom_prior,
-            covariance_prior: the priors, named and defaulted as in scikit-learn's
-            ``BayesianGaussianMixture`` (null: from the data; α₀ default 1 / K).
-        num_samples: S, reparameterised draws per training step.
-        analytic_kl: closed-form KL (true) or Monte-Carlo KL on the same draws (false).
         eval_samples: draws of the Monte-Carlo predictive and ELBO on held-out data.
-        init: initial responsibilities of the variational posterior — ``kmeans``,
-            ``k-means++``, ``random`` or ``random_from_data``.
-        kmeans_iters: Lloyd iterations of the ``kmeans`` init.
-        seed: seed of the initialisation and of the evaluation draws.
+        seed: seed of the evaluation draws and of the gradient-variance diagnostic.
         grad_var_every_n_epochs: period of the gradient-variance diagnostic (null: never).
         grad_var_draws: independent gradient estimates it compares.
     """
 
     def __init__(
         self,
-        num_components: int = 5,
-        num_features: int | None = None,
-        covariance: CovarianceType | None = None,
+        net: VariationalGMM,
         optimizer: Callable[..., torch.optim.Optimizer] | None = None,
         scheduler: Callable[..., Any] | None = None,
-        weight_concentration_prior: float | None = None,
-        mean_precision_prior: float = 1.0,
-        mean_prior: list[float] | None = None,
-        degrees_of_freedom_prior: float | None = None,
-        covariance_prior: float | list | None = None,
-        num_samples: int = 8,
-        analytic_kl: bool = True,
         eval_samples: int = 64,
-        init: str = "kmeans",
-        kmeans_iters: int = 100,
         seed: int = 0,
         grad_var_every_n_epochs: int | None = 10,
         grad_var_draws: int = 16,
     ) -> None:
-        super().__init__()
-        self.save_hyperparameters(ignore=["covariance", "optimizer", "scheduler"])
-        if num_features is None:
-            raise ValueError(
-                "model.num_features is unknown; train() fills it from the data, or set it."
-            )
-        if init not in EM_INIT_METHODS:
-            raise ValueError(f"model.init={init!r} is unknown; choose one of {EM_INIT_METHODS}.")
+        super().__init__(net)
+        self.save_hyperparameters(ignore=["net", "optimizer", "scheduler"])
         for name, value in (("eval_samples", eval_samples), ("grad_var_draws", grad_var_draws)):
             if not (isinstance(value, int) and value >= 2):
                 raise ValueError(f"model.{name} must be an integer ≥ 2, got {value!r}.")
         if grad_var_every_n_epochs is not None and not grad_var_every_n_epochs >= 1:
             raise ValueError(f"model.grad_var_every_n_epochs={grad_var_every_n_epochs} must be "
                              "a positive integer or null.")
-        self.optimizer_factory = optimizer or functools.partial(torch.optim.Adam, lr=0.05)
+        self.optimizer_factory = optimizer_factory(
+            optimizer, default=functools.partial(torch.optim.Adam, lr=0.05))
         self.scheduler_factory = scheduler
-        _positive_lr("optimizer.lr", getattr(self.optimizer_factory, "keywords", {}).get("lr"))
-        self.model = VariationalGMM(
-            num_components, num_features, covariance,
-            weight_concentration_prior=weight_concentration_prior,
-            mean_precision_prior=mean_precision_prior,
-            mean_prior=mean_prior,
-            degrees_of_freedom_prior=degrees_of_freedom_prior,
-            covariance_prior=covariance_prior,
-            num_samples=num_samples,
-            analytic_kl=analytic_kl,
-        )
         self.val_pred, self.test_pred = LogLikelihood(), LogLikelihood()
         self.val_expected, self.test_expected = LogLikelihood(), LogLikelihood()
         self._eval_draws = None
         self._last_batch: Tensor | None = None
-
-    def initialize_model(self, x: Tensor) -> None:
-        self.model.to(x.device).initialize(x, method=self.hparams.init, seed=self.hparams.seed,
-                                           kmeans_iters=self.hparams.kmeans_iters)
 
     def configure_optimizers(self) -> Any:
         return optimizers_from_config(self.model.parameters(), self.optimizer_factory,
@@ -121,7 +79,7 @@ class GMMVI(MixtureModule):
     # -- training -------------------------------------------------------------------------------
     def training_step(self, batch: tuple[Tensor, ...], batch_idx: int) -> Tensor:
         x = batch[0]
-        loss = self.model(x).mean()  # −ELBO / N, estimated
+        loss = global_batch_mean(self, self.model(x))  # −ELBO / N, estimated
         self.log("train/elbo", -loss.detach(), prog_bar=True, on_step=False, on_epoch=True,
                  batch_size=x.shape[0], sync_dist=True)
         self._last_batch = x.detach()
@@ -171,16 +129,3 @@ class GMMVI(MixtureModule):
                        f"{prefix}/nll_predictive": (-pred_stats["mean"]).float()},
                       sync_dist=True, prog_bar=prefix == "val")
         super()._eval_epoch_end(prefix, ll, scores)
-
-    # -- summaries ------------------------------------------------------------------------------
-    def weighted_log_prob(self, x: Tensor) -> Tensor:
-        """Posterior-mean plug-in ``log E[π_k] + log N(x | E[μ_k], E[Λ_k]⁻¹)`` ``[B, K]``."""
-        return self.model.weighted_log_prob(x)
-
-    def mixture_parameters(self) -> dict[str, Tensor]:
-        return {"weights": self.model.weights.detach().clone(),
-                "means": self.model.means.detach().clone(),
-                "covariances": self.model.covariances.detach().clone()}
-
-    def num_mixture_parameters(self) -> int:
-        return self.model.num_parameters()

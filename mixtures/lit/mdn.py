@@ -15,16 +15,17 @@ Metrics (sums over batches and DDP ranks): ``val/nll``, ``val/nll_standardized``
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 import lightning as L
 import torch
 from torch import Tensor
 
-from mixtures.distributions import CovarianceType
-from mixtures.lit.optim import optimizers_from_config
+from mixtures.data.standardize import Standardizer
+from mixtures.lit.base import global_batch_mean, take_standardizers
+from mixtures.lit.optim import optimizer_factory, optimizers_from_config
+from mixtures.lit.requirements import check_data
 from mixtures.metrics import Calibration, LogLikelihood, crps_from_samples
 from mixtures.models.mdn import MixtureDensityNetwork
 
@@ -40,12 +41,8 @@ class MDNModule(L.LightningModule):
     """Mixture density network fitted by gradient descent on the negative log-likelihood.
 
     Args:
-        num_features: input dimension F (filled in from the data when null).
-        num_targets: target dimension D (filled in from the data when null).
-        num_components: K.
-        hidden_sizes: MLP hidden widths.
-        activation: ``torch.nn`` activation name (``tanh``, ``relu``, ``gelu``, …).
-        covariance: covariance parametrisation (the ``covariance`` config group).
+        net: the :class:`~mixtures.models.MixtureDensityNetwork` (``model.net``: F, D, K,
+            hidden sizes, activation, covariance).
         optimizer: a partial torch optimizer (the ``optimizer`` config group).
         lr: learning rate that replaces the optimizer's (None: keep ``optimizer.lr``). The
             group's default suits the mixtures' few parameters, not a network.
@@ -56,14 +53,12 @@ class MDNModule(L.LightningModule):
         seed: seed of the initialisation and of the evaluation samples.
     """
 
+    #: the data this module trains on (:mod:`mixtures.lit.requirements`)
+    data_kind = "regression"
+
     def __init__(
         self,
-        num_features: int | None = None,
-        num_targets: int | None = None,
-        num_components: int = 3,
-        hidden_sizes: Sequence[int] = (64, 64),
-        activation: str = "tanh",
-        covariance: CovarianceType | None = None,
+        net: MixtureDensityNetwork,
         optimizer: Callable[..., torch.optim.Optimizer] | None = None,
         lr: float | None = None,
         scheduler: Callable[..., Any] | None = None,
@@ -72,55 +67,36 @@ class MDNModule(L.LightningModule):
         seed: int = 0,
     ) -> None:
         super().__init__()
-        # plain ints (not an omegaconf ListConfig) so that checkpoints load with weights_only
-        hidden_sizes = [int(h) for h in hidden_sizes]
-        self.save_hyperparameters(ignore=["covariance", "optimizer", "scheduler"])
-        if num_targets is None:
-            raise ValueError(f"model.num_targets is unknown: {NO_TARGETS}.")
-        if num_features is None:
-            raise ValueError("model.num_features is unknown; train() fills it from the data.")
+        self.save_hyperparameters(ignore=["net", "optimizer", "scheduler"])
         if crps_samples < 2:
             raise ValueError(f"model.crps_samples must be ≥ 2, got {crps_samples}.")
-        self.optimizer_factory = optimizer or functools.partial(torch.optim.Adam)
-        if lr is not None:
-            if not lr > 0:
-                raise ValueError(f"model.lr must be positive, got {lr}; e.g. 0.005.")
-            self.optimizer_factory = functools.partial(self.optimizer_factory, lr=lr)
-        base_lr = getattr(self.optimizer_factory, "keywords", {}).get("lr")
-        if base_lr is not None and not base_lr > 0:
-            raise ValueError(f"optimizer.lr must be positive, got {base_lr}.")
+        self.optimizer_factory = optimizer_factory(optimizer, lr)
         self.scheduler_factory = scheduler
-        self.model = MixtureDensityNetwork(num_features, num_targets, num_components,
-                                           hidden_sizes, activation, covariance)
-        for name, size in (("x", num_features), ("y", num_targets)):
-            self.register_buffer(f"{name}_shift", torch.zeros(size))
-            self.register_buffer(f"{name}_scale", torch.ones(size))
+        self.model = net
+        num_targets = net.num_targets
+        # the data's standardisation (identity until setup copies it; saved in checkpoints)
+        self.x_standardizer = Standardizer(net.num_features)
+        self.y_standardizer = Standardizer(num_targets)
         self.val_ll, self.test_ll = LogLikelihood(), LogLikelihood()
         self.val_cal = Calibration(num_targets, pit_bins)
         self.test_cal = Calibration(num_targets, pit_bins)
         self.val_crps, self.test_crps = LogLikelihood(), LogLikelihood()  # sum and count
         self.pit_histogram: Tensor | None = None  # of the last evaluation, for figures
 
+    def model_sizes(self) -> dict[str, int]:
+        """The sizes the network was built with (compared with the data's)."""
+        return {"num_features": self.model.num_features, "num_targets": self.model.num_targets}
+
     # -- set-up ---------------------------------------------------------------------------------
     def setup(self, stage: str) -> None:
-        """Check the data has targets of the right sizes, take its standardisation, and on
-        ``fit`` initialise the network from the training targets (a checkpoint overrides)."""
+        """Check the data, take its standardisation, and on ``fit`` initialise the network from
+        the training targets (a checkpoint overrides)."""
         dm = self.trainer.datamodule if self._trainer is not None else None
         if dm is None:
             return
-        if getattr(dm, "num_targets", None) is None:
-            raise ValueError(f"{NO_TARGETS}; {type(dm).__name__} has none.")
+        check_data(self, dm)
         x, y = dm.split("train")
-        for name, got, want in (("num_features", x.shape[1], self.model.num_features),
-                                ("num_targets", y.shape[1], self.model.num_targets)):
-            if got != want:
-                raise ValueError(f"model.{name}={want} but the data has {got}; drop the "
-                                 "override (it defaults to the data's size).")
-        maps = dm.standardization() if hasattr(dm, "standardization") else {}
-        with torch.no_grad():
-            for key, value in maps.items():
-                if value is not None:
-                    getattr(self, key).copy_(value.to(getattr(self, key)))
+        take_standardizers(self, dm)
         if stage == "fit" and not bool(self.model.initialized):
             gen = torch.Generator(device=y.device).manual_seed(self.hparams.seed)
             self.model.initialize(y, gen)
@@ -133,21 +109,21 @@ class MDNModule(L.LightningModule):
     @property
     def log_target_scale(self) -> Tensor:
         """``Σ_j log scale_j``: original-unit log-density = standardised one − this."""
-        return self.y_scale.log().sum()
+        return self.y_standardizer.log_scale_sum
 
     def standardize_x(self, x: Tensor) -> Tensor:
-        return (x - self.x_shift) / self.x_scale
+        return self.x_standardizer(x)
 
     def log_prob_original(self, x: Tensor, y: Tensor) -> Tensor:
         """``log p(y | x)`` in the original units (``x`` ``[*B, F]``, ``y`` ``[*E, *B, D]``)."""
-        z = (y - self.y_shift) / self.y_scale
+        z = self.y_standardizer(y)
         return self.model.log_prob(self.standardize_x(x), z) - self.log_target_scale
 
     def sample_original(self, x: Tensor, num_samples: int,
                         generator: torch.Generator | None = None) -> Tensor:
         """Draws ``[S, *B, D]`` in the original units for original-unit inputs ``[*B, F]``."""
         z = self.model.sample(self.standardize_x(x), num_samples, generator)
-        return self.y_shift + self.y_scale * z
+        return self.y_standardizer.inverse(z)
 
     # -- steps ----------------------------------------------------------------------------------
     @staticmethod
@@ -161,7 +137,7 @@ class MDNModule(L.LightningModule):
 
     def training_step(self, batch: tuple[Tensor, ...], batch_idx: int) -> Tensor:
         x, y = self._xy(batch)
-        loss = -self.model.log_prob(x, y).mean()  # standardised units
+        loss = global_batch_mean(self, -self.model.log_prob(x, y))  # standardised units
         self.log("train/nll", loss + self.log_target_scale, prog_bar=True, on_step=True,
                  on_epoch=True, batch_size=x.shape[0], sync_dist=True)
         return loss
@@ -176,7 +152,7 @@ class MDNModule(L.LightningModule):
                 gen = torch.Generator(device=x.device).manual_seed(
                     self.hparams.seed + 1_000_003 * batch_idx)
                 draws = self.model.sample(x, self.hparams.crps_samples, gen)[..., 0]
-                crps.update(crps_from_samples(draws, y[:, 0]) * self.y_scale[0])
+                crps.update(crps_from_samples(draws, y[:, 0]) * self.y_standardizer.scale[0])
 
     def _eval_epoch_end(self, prefix: str, ll: LogLikelihood, cal: Calibration,
                         crps: LogLikelihood) -> None:
@@ -216,7 +192,7 @@ class MDNModule(L.LightningModule):
         x = batch[0]
         with torch.no_grad():
             return {
-                "mean": self.y_shift + self.y_scale * self.model.mean(x),
-                "variance": self.y_scale.square() * self.model.variance(x),
-                "mode": self.y_shift + self.y_scale * self.model.mode(x),
+                "mean": self.y_standardizer.inverse(self.model.mean(x)),
+                "variance": self.y_standardizer.scale.square() * self.model.variance(x),
+                "mode": self.y_standardizer.inverse(self.model.mode(x)),
             }

@@ -29,14 +29,14 @@ def _overrides(mnist_dir, *extra: str) -> list[str]:
 @pytest.mark.parametrize("covariance", ["diag", "full", "scalar"])
 def test_gmm_head_trains_for_every_covariance(cfg_factory, mnist_dir, covariance):
     cfg = cfg_factory(_overrides(mnist_dir, "model=gmm_classifier", f"covariance={covariance}",
-                                 "model.network.head.num_components=2", "data.shift=2",
-                                 "model.network.head.projection=linear",
-                                 "model.network.head.feature_dim=16"))
+                                 "model.net.head.num_components=2", "data.shift=2",
+                                 "model.net.head.projection=linear",
+                                 "model.net.head.feature_dim=16"))
     metrics, objects = train(cfg)
     for key in ("val/acc", "val/nll", "val/ece", "test/acc", "test/nll", "test/ece",
                 "test/usage_min"):
         assert math.isfinite(metrics[key]), key
-    head = objects["model"].network.head
+    head = objects["model"].net.head
     assert type(head.cov).__name__.lower().startswith(covariance)
     usage = objects["model"].component_usage
     assert usage.shape == (10, 2) and torch.allclose(usage.sum(-1), torch.ones(10), atol=1e-5)

@@ -148,9 +148,9 @@ def test_ddp_cpu_equals_one_process(tmp_path, batch):
 @pytest.mark.parametrize(("override", "message"), [
     ("covariance=shared_full", "no conjugate prior"),
     ("model.kappa=1.5", "kappa"),
-    ("model.weight_concentration_prior=0", "weight_concentration_prior"),
-    ("model.degrees_of_freedom_prior=0.5", "degrees_of_freedom_prior"),
-    ("model.init=spectral", "init"),
+    ("model.net.weight_concentration_prior=0", "weight_concentration_prior"),
+    ("model.net.degrees_of_freedom_prior=0.5", "degrees_of_freedom_prior"),
+    ("model.net.init=spectral", "init"),
 ])
 def test_bad_configuration_is_named(cfg_factory, override, message):
     cfg = cfg_factory(["model=dpmm", override, "data.num_samples=300"])

@@ -28,7 +28,7 @@ def test_mini_batches_equal_full_batch(cfg_factory, covariance):
     _, mini = train(cfg_factory([*over, "data.batch_size=777"], sub="mini"))
     for name, value in _state(full).items():
         torch.testing.assert_close(_state(mini)[name], value, rtol=1e-10, atol=1e-10)
-    assert int(full["model"].n_iter[0]) == 6
+    assert int(full["model"].model.n_iter[0]) == 6
 
 
 def test_lightning_trace_equals_the_engine(cfg_factory):
@@ -47,14 +47,14 @@ def test_lightning_trace_equals_the_engine(cfg_factory):
 
 
 def test_stops_at_convergence_and_keeps_the_best_restart(cfg_factory):
-    cfg = cfg_factory(["model=gmm_em", "logger=csv", "callbacks=none", "model.n_init=3",
-                       "model.init=random_from_data", "trainer.max_epochs=300",
+    cfg = cfg_factory(["model=gmm_em", "logger=csv", "callbacks=none", "model.net.num_restarts=3",
+                       "model.net.init=random_from_data", "trainer.max_epochs=300",
                        "data.num_samples=3000"])
     metrics, objects = train(cfg)
     module = objects["model"]
-    assert bool(module.converged.all())
+    assert bool(module.model.converged.all())
     assert objects["trainer"].current_epoch < 300
-    assert int(module.best_restart()) == int(module.lower_bound.argmax())
+    assert int(module.model.best_restart) == int(module.model.lower_bound.argmax())
     assert metrics["test/ari"] > 0.95
 
 
@@ -93,7 +93,7 @@ def test_given_initial_means(cfg_factory):
     means = "[[0.0,0.0],[5.0,5.0],[-5.0,5.0],[5.0,-5.0]]"
     cfg = cfg_factory(["model=gmm_em", "logger=csv", "callbacks=none", "data.num_samples=2000",
                        "data.num_components=4", "trainer.max_epochs=1", "test=false",
-                       f"model.means_init={means}", "model.tol=0"])
+                       f"model.net.means_init={means}", "model.tol=0"])
     _, objects = train(cfg)
     module = objects["model"]
     x = objects["datamodule"].split("train")[0].double()
@@ -105,6 +105,6 @@ def test_given_initial_means(cfg_factory):
     engine.means.copy_(torch.tensor(json.loads(means), dtype=torch.float64)[None])
     engine.fit(x, max_iter=1, tol=-1)
     torch.testing.assert_close(module.model.means.double(), engine.means, rtol=1e-4, atol=1e-4)
-    bad = cfg_factory(["model=gmm_em", "model.means_init=[[0.0,0.0]]"], sub="bad")
+    bad = cfg_factory(["model=gmm_em", "model.net.means_init=[[0.0,0.0]]"], sub="bad")
     with pytest.raises(Exception, match="means_init has shape"):
         train(bad)

@@ -13,6 +13,7 @@ from mixtures.callbacks import DivergenceGuard
 from mixtures.data import BlobsDataModule
 from mixtures.distributions import FullCovariance
 from mixtures.lit import GMMSGD
+from mixtures.models import GaussianMixtureModel
 from mixtures.train import train
 
 SKLEARN_TYPE = {"full": "full", "diag": "diag", "scalar": "spherical"}
@@ -42,8 +43,8 @@ def test_blobs_match_sklearn_within_one_percent(cfg_factory, covariance):
         ("optimizer.lr=0", "optimizer.lr must be positive"),
         ("model.component_lr=-0.1", "model.component_lr must be positive"),
         ("model.mixture_lr=0", "model.mixture_lr must be positive"),
-        ("model.num_components=0", "num_components must be an integer ≥ 1"),
-        ("model.init=spectral", "model.init='spectral' is unknown"),
+        ("model.net.num_components=0", "num_components must be an integer ≥ 1"),
+        ("model.net.init=spectral", "model.net.init='spectral' is unknown"),
         ("covariance.min_scale=0", "min_scale must be positive"),
     ],
 )
@@ -54,14 +55,14 @@ def test_bad_model_config_raises_before_training(cfg_factory, override, message)
 
 
 def test_too_many_components_for_the_data(cfg_factory):
-    cfg = cfg_factory(["data.num_samples=50", "model.num_components=45", "logger=csv"])
+    cfg = cfg_factory(["data.num_samples=50", "model.net.num_components=45", "logger=csv"])
     with pytest.raises(ValueError, match="num_components=45 exceeds the number of training"):
         train(cfg)
 
 
 def test_wrong_feature_count(cfg_factory):
-    cfg = cfg_factory(["model.num_features=3", "logger=csv"])
-    with pytest.raises(ValueError, match="model.num_features=3 but the data has 2 features"):
+    cfg = cfg_factory(["model.net.num_features=3", "logger=csv"])
+    with pytest.raises(ValueError, match="model.net.num_features=3 but the data has 2 features"):
         train(cfg)
 
 
@@ -91,7 +92,7 @@ class _Poison(L.Callback):
 
 
 def _module(k: int = 4) -> GMMSGD:
-    return GMMSGD(num_components=k, num_features=2, covariance=FullCovariance())
+    return GMMSGD(GaussianMixtureModel(k, 2, FullCovariance()))
 
 
 def _trainer(callbacks, epochs: int = 5) -> L.Trainer:

@@ -92,8 +92,8 @@ def test_logs_scalars_and_figures(cfg_factory):
 def test_mini_batches_float64_and_monte_carlo_kl(cfg_factory):
     """Mini-batches that do not divide N, float64, MC KL: the clusters are found."""
     cfg = cfg_factory([*COMMON, "data.num_samples=2000", "data.batch_size=384",
-                       "trainer.precision=64", "model.analytic_kl=false",
-                       "model.num_samples=4", "trainer.max_epochs=30",
+                       "trainer.precision=64", "model.net.analytic_kl=false",
+                       "model.net.num_samples=4", "trainer.max_epochs=30",
                        "trainer.check_val_every_n_epoch=10"])
     metrics, objects = train(cfg)
     assert objects["model"].model.loc.dtype == torch.float64
@@ -138,11 +138,11 @@ def test_ddp_cpu_equals_one_process(tmp_path):
 
 @pytest.mark.parametrize(("override", "message"), [
     ("covariance=shared_scalar", "no conjugate prior"),
-    ("model.num_samples=0", "num_samples"),
+    ("model.net.num_samples=0", "num_samples"),
     ("model.eval_samples=1", "eval_samples"),
-    ("model.init=spectral", "init"),
+    ("model.net.init=spectral", "init"),
     ("optimizer.lr=-1", "lr"),
-    ("model.mean_prior=[0,0,0]", "mean_prior"),
+    ("model.net.mean_prior=[0,0,0]", "mean_prior"),
 ])
 def test_bad_configuration_is_named(cfg_factory, override, message):
     cfg = cfg_factory([*COMMON, override, "data.num_samples=300"])

@@ -18,6 +18,7 @@ from mixtures.callbacks.regression import conditional_density_figure, pit_figure
 from mixtures.data import BlobsDataModule, InverseSineDataModule
 from mixtures.distributions import FullCovariance
 from mixtures.lit import MDNModule
+from mixtures.models import MixtureDensityNetwork
 from mixtures.train import train
 from tests.conftest import CONF, run_train
 
@@ -67,7 +68,7 @@ def test_every_covariance_with_every_regression_set(cfg_factory, tmp_path, covar
                        "logger=csv", *_data_overrides(data, tmp_path)])
     metrics, objects = train(cfg)
     module = objects["model"]
-    assert (module.hparams.num_features, module.hparams.num_targets) == SIZES[data]
+    assert (module.model.num_features, module.model.num_targets) == SIZES[data]
     assert type(module.model.cov).__name__.lower().startswith(covariance.replace("_", "")[:4])
     for key in ("test/nll", "test/nll_standardized", "test/coverage90", "test/coverage50",
                 "test/calibration_error"):
@@ -76,7 +77,7 @@ def test_every_covariance_with_every_regression_set(cfg_factory, tmp_path, covar
 
 
 def _fit(cfg_factory, k: int, sub: str) -> dict[str, float]:
-    cfg = cfg_factory(["model=mdn", "data=inverse_sine", f"model.num_components={k}",
+    cfg = cfg_factory(["model=mdn", "data=inverse_sine", f"model.net.num_components={k}",
                        "covariance=full", "data.batch_size=null", "trainer.max_epochs=200",
                        "trainer.check_val_every_n_epoch=50", "logger=csv", "callbacks=none"],
                       sub=sub)
@@ -103,14 +104,14 @@ def test_nll_is_reported_in_original_units(cfg_factory):
                        "trainer.max_epochs=3", "logger=csv", "callbacks=none"])
     metrics, objects = train(cfg)
     dm, module = objects["datamodule"], objects["model"]
-    log_scale = float(dm.standardization()["y_scale"].log().sum())
+    log_scale = float(dm.y_standardizer.scale.log().sum())
     assert metrics["val/nll"] - metrics["val/nll_standardized"] == pytest.approx(log_scale,
                                                                                  abs=1e-4)
-    assert torch.equal(module.y_scale, dm.standardization()["y_scale"])
+    assert torch.equal(module.y_standardizer.scale, dm.y_standardizer.scale)
     x_orig, y_orig = torch.tensor([[0.5]]), torch.tensor([[0.3]])
     with torch.no_grad():
         direct = module.log_prob_original(x_orig, y_orig)
-        z = (y_orig - module.y_shift) / module.y_scale
+        z = (y_orig - module.y_standardizer.shift) / module.y_standardizer.scale
         std = module.model.log_prob(module.standardize_x(x_orig), z)
     assert float(direct) == pytest.approx(float(std) - log_scale, abs=1e-5)
     preds = objects["trainer"].predict(module, datamodule=dm)
@@ -139,10 +140,10 @@ def test_schedulers_from_config(cfg_factory, scheduler):
         (["model=mdn", "data=blobs"], "needs regression targets, but BlobsDataModule has none"),
         (["model=mdn", "data=file"], "needs regression targets"),
         (["model=gmm_sgd", "data=inverse_sine"], "is a regression data set"),
-        (["model=mdn", "data=inverse_sine", "model.num_targets=2"],
-         "model.num_targets=2 but the data has 1 target dimensions"),
-        (["model=mdn", "data=ring", "model.num_features=3"],
-         "model.num_features=3 but the data has 1 features"),
+        (["model=mdn", "data=inverse_sine", "model.net.num_targets=2"],
+         "model.net.num_targets=2 but the data has 1 target dimensions"),
+        (["model=mdn", "data=ring", "model.net.num_features=3"],
+         "model.net.num_features=3 but the data has 1 features"),
     ],
 )
 def test_model_and_data_mismatch_is_a_clear_error(cfg_factory, tmp_path, overrides, message):
@@ -155,8 +156,8 @@ def test_model_and_data_mismatch_is_a_clear_error(cfg_factory, tmp_path, overrid
 @pytest.mark.parametrize(
     ("override", "message"),
     [("model.lr=0", "model.lr must be positive"),
-     ("model.activation=swish", "model.activation='swish' is not a torch.nn activation"),
-     ("model.num_components=0", "num_components must be an integer ≥ 1")],
+     ("model.net.activation=swish", "model.net.activation='swish' is not a torch.nn activation"),
+     ("model.net.num_components=0", "num_components must be an integer ≥ 1")],
 )
 def test_bad_model_config_raises_before_training(cfg_factory, override, message):
     cfg = cfg_factory(["model=mdn", "data=inverse_sine", override, "logger=csv"])
@@ -166,13 +167,13 @@ def test_bad_model_config_raises_before_training(cfg_factory, override, message)
 
 def test_plain_lightning_on_density_data_names_the_problem():
     """Without train(): the LightningModule itself rejects data without targets."""
-    module = MDNModule(num_features=2, num_targets=1, covariance=FullCovariance())
+    module = MDNModule(MixtureDensityNetwork(2, 1, covariance=FullCovariance()))
     trainer = L.Trainer(accelerator="cpu", max_epochs=1, logger=False,
                         enable_checkpointing=False, enable_progress_bar=False)
     with pytest.raises(ValueError, match="BlobsDataModule has none"):
         trainer.fit(module, datamodule=BlobsDataModule(num_samples=200))
-    with pytest.raises(ValueError, match="model.num_targets is unknown"):
-        MDNModule(num_features=2, num_targets=None)
+    with pytest.raises(ValueError, match="model.net.num_targets is unknown"):
+        MDNModule(MixtureDensityNetwork(num_features=2, num_targets=None))
 
 
 @pytest.mark.parametrize("data", ["inverse_sine", "ring", "diabetes"])
@@ -185,7 +186,8 @@ def test_figures_for_each_shape(data):
           "ring": lambda: RingDataModule(num_samples=300),
           "diabetes": lambda: SklearnRegressionDataModule("diabetes")}[data]()
     x, y = dm.split("val")
-    module = MDNModule(dm.num_features, dm.num_targets, 2, (8,), covariance=FullCovariance())
+    module = MDNModule(MixtureDensityNetwork(dm.num_features, dm.num_targets, 2, (8,),
+                                             covariance=FullCovariance()))
     fig = conditional_density_figure(module, x, y, title="t", grid=40)
     assert len(fig.axes) >= (3 if data == "ring" else 1)
     hist = pit_figure(torch.tensor([[3, 5, 2, 0], [1, 1, 1, 1]]))
@@ -245,7 +247,8 @@ def test_ddp_cpu_metrics_equal_single_process(tmp_path):
     from mixtures.data import RingDataModule
 
     ckpt = tmp_path / "run" / "checkpoints" / "last.ckpt"
-    module = MDNModule.load_from_checkpoint(ckpt, covariance=FullCovariance())
+    net = MixtureDensityNetwork(1, 2, 3, [64, 64], "tanh", FullCovariance())  # model=mdn's
+    module = MDNModule.load_from_checkpoint(ckpt, net=net)
     dm = RingDataModule(num_samples=1001, batch_size=100, eval_batch_size=37)
     trainer = L.Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False)
     single = trainer.test(module, datamodule=dm, verbose=False)[0]

@@ -1,0 +1,319 @@
+"""Tests of :mod:`mixtures.lit.base`: ``global_batch_mean``, ``take_standardizers`` and the
+shared :class:`MixtureModule` behaviour, exercised through ``GMMSGD``.
+
+Oracles:
+
+* ``global_batch_mean``: ``values.mean()`` on one process; for simulated DDP ranks (fake
+  trainers whose ``strategy.reduce(t, reduce_op="sum")`` adds the other ranks' counts), the
+  gradient of the mean over the union of all ranks' batches, which the average of the ranks'
+  gradients (what DDP computes) must equal — also when a rank's batch is empty;
+* ``take_standardizers``: the DataModule's fitted ``Standardizer`` state (a standardised
+  training split has mean 0 and std 1, and maps back onto rows of the file);
+* ``MixtureModule``: a real two-epoch CPU fit — the model after ``setup`` equals an independent
+  ``GaussianMixtureModel.initialize`` on the training points, ``val/nll`` / ``val/bic`` equal
+  the held-out log-likelihood and ``mixtures.metrics.bic`` recomputed from the fitted model, and
+  ``mixture_parameters(original_units=True)`` equals the model's on unstandardised data and
+  lies in the file's units (near the generating centres) on standardised data.
+"""
+
+from __future__ import annotations
+
+import math
+from types import SimpleNamespace
+
+import lightning as L
+import numpy as np
+import pytest
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+
+from mixtures.data import BlobsDataModule, FileDataModule, Standardizer
+from mixtures.lit import GMMSGD
+from mixtures.lit.base import global_batch_mean, take_standardizers
+from mixtures.metrics import bic
+from mixtures.models import GaussianMixtureModel
+
+F64 = torch.float64
+
+
+# -- global_batch_mean ---------------------------------------------------------------------------
+class FakeWorld:
+    """``world_size`` simulated ranks; rank r's ``strategy.reduce(t, "sum")`` returns ``t``
+    plus the other ranks' batch sizes (what an all-reduce of the local counts returns)."""
+
+    def __init__(self, sizes: list[int]) -> None:
+        self.sizes = sizes
+        self.calls: list[tuple[int, float, str]] = []
+
+    def module(self, rank: int) -> SimpleNamespace:
+        world = self
+
+        class Strategy:
+            def reduce(self, t: torch.Tensor, reduce_op: str) -> torch.Tensor:
+                world.calls.append((rank, float(t), reduce_op))
+                assert reduce_op == "sum"
+                others = sum(n for r, n in enumerate(world.sizes) if r != rank)
+                return t + others
+
+        trainer = SimpleNamespace(world_size=len(self.sizes), strategy=Strategy())
+        return SimpleNamespace(_trainer=trainer, trainer=trainer)
+
+
+def per_point_losses(theta: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """A non-linear per-point loss ``[B]`` of parameters ``theta [D]``."""
+    return torch.log(torch.cosh(x - theta)).sum(-1) + (x @ theta).square()
+
+
+def points(n: int) -> torch.Tensor:
+    return torch.randn(n, 3, generator=torch.Generator().manual_seed(0), dtype=F64)
+
+
+def test_one_process_is_the_batch_mean():
+    values = torch.tensor([1.0, 2.0, 6.0])
+    torch.testing.assert_close(global_batch_mean(L.LightningModule(), values), values.mean())
+    no_trainer = SimpleNamespace(_trainer=None)
+    torch.testing.assert_close(global_batch_mean(no_trainer, values), torch.tensor(3.0))
+
+
+def test_one_process_does_not_communicate():
+    class NoReduce:
+        def reduce(self, *args, **kwargs):
+            raise AssertionError("a single process must not all-reduce")
+
+    trainer = SimpleNamespace(world_size=1, strategy=NoReduce())
+    values = torch.tensor([0.5, 1.5])
+    got = global_batch_mean(SimpleNamespace(_trainer=trainer, trainer=trainer), values)
+    torch.testing.assert_close(got, torch.tensor(1.0))
+
+
+@pytest.mark.parametrize("sizes", [[5, 2], [4, 4], [7, 0], [0, 7], [3, 2, 0]],
+                         ids=["uneven", "even", "rank1-empty", "rank0-empty", "three-ranks"])
+def test_ranks_average_to_the_gradient_of_the_global_mean(sizes):
+    world = FakeWorld(sizes)
+    x = points(sum(sizes))
+    shards = x.split(sizes)
+    theta = torch.tensor([0.3, -0.2, 0.1], dtype=F64, requires_grad=True)
+    losses, grads = [], []
+    for rank, shard in enumerate(shards):
+        loss = global_batch_mean(world.module(rank), per_point_losses(theta, shard))
+        (grad,) = torch.autograd.grad(loss, theta)
+        losses.append(loss.detach())
+        grads.append(grad)
+    # the all-reduce saw each rank's own count, once, as a sum
+    assert world.calls == [(r, float(n), "sum") for r, n in enumerate(sizes)]
+    global_mean = per_point_losses(theta, x).mean()
+    (want,) = torch.autograd.grad(global_mean, theta)
+    torch.testing.assert_close(torch.stack(grads).mean(0), want)  # DDP averages gradients
+    torch.testing.assert_close(torch.stack(losses).mean(), global_mean.detach())
+    for rank, n in enumerate(sizes):
+        if n == 0:  # an empty batch is finite and contributes nothing
+            assert float(losses[rank]) == 0.0
+            assert float(grads[rank].abs().max()) == 0.0
+
+
+def test_the_per_rank_mean_would_be_wrong_for_uneven_shards():
+    """Guard that the oracle discriminates: averaging the ranks' batch means is biased."""
+    x = points(7)
+    theta = torch.tensor([0.3, -0.2, 0.1], dtype=F64)
+    naive = torch.stack([per_point_losses(theta, s).mean() for s in x.split([5, 2])]).mean()
+    assert not torch.isclose(naive, per_point_losses(theta, x).mean())
+
+
+# -- take_standardizers --------------------------------------------------------------------------
+def write_points(tmp_path, seed: int = 0) -> tuple[str, np.ndarray, np.ndarray]:
+    """Three well-separated 2-D clusters far from the origin, in large units: ``.npy`` path,
+    the points ``[300, 2]`` and the generating centres ``[3, 2]``."""
+    rng = np.random.default_rng(seed)
+    centres = np.array([[1000.0, -50.0], [1120.0, 10.0], [1060.0, 150.0]])
+    x = np.concatenate([c + rng.normal(scale=(4.0, 6.0), size=(100, 2)) for c in centres])
+    path = tmp_path / "points.npy"
+    np.save(path, x)
+    return str(path), x, centres
+
+
+def test_takes_the_fitted_standardizer_of_a_not_yet_loaded_datamodule(tmp_path):
+    path, x, _ = write_points(tmp_path)
+    dm = FileDataModule(path, standardize=True, dtype="float64")
+    assert dm.x_standardizer is None  # fitted only when the data is loaded
+    module = GMMSGD(GaussianMixtureModel(3, 2))
+    take_standardizers(module, dm)
+    assert dm.x_standardizer is not None
+    assert module.x_standardizer is not dm.x_standardizer
+    torch.testing.assert_close(module.x_standardizer.shift, dm.x_standardizer.shift.float())
+    torch.testing.assert_close(module.x_standardizer.scale, dm.x_standardizer.scale.float())
+    # it is the training split's standardisation, in the file's units
+    z = dm.train_tensor
+    torch.testing.assert_close(z.mean(0), torch.zeros(2, dtype=F64), atol=1e-10, rtol=0)
+    torch.testing.assert_close(z.std(0), torch.ones(2, dtype=F64))
+    back = module.x_standardizer.inverse(z.float()).double()
+    nearest = torch.cdist(back, torch.as_tensor(x)).amin(1)
+    assert float(nearest.max()) < 1e-3  # every standardised row maps back onto a file row
+    assert float(module.x_standardizer.shift[0]) > 900.0
+    # a copy: later changes of the data's do not reach the module
+    dm.x_standardizer.shift.add_(1.0)
+    assert not torch.allclose(module.x_standardizer.shift, dm.x_standardizer.shift.float())
+
+
+def test_keeps_the_modules_own_when_the_data_has_none():
+    dm = BlobsDataModule(num_samples=50, num_components=2)
+    module = GMMSGD(GaussianMixtureModel(2, 2))
+    own = torch.tensor([[0.0, 10.0], [2.0, 30.0], [4.0, 20.0]])
+    module.x_standardizer.fit(own)  # e.g. restored from a checkpoint
+    before = {k: v.clone() for k, v in module.x_standardizer.state_dict().items()}
+    take_standardizers(module, dm)
+    assert dm.splits  # loaded nonetheless
+    assert dm.x_standardizer is None
+    for name, value in module.x_standardizer.state_dict().items():
+        torch.testing.assert_close(value, before[name])
+
+
+def test_loads_the_data_before_reading_its_standardizers():
+    events = []
+    fitted = Standardizer(2).fit(torch.tensor([[1.0, 2.0], [3.0, 8.0]]))
+
+    class RecordingData:
+        def split(self, name):
+            events.append(("split", name))
+
+        @property
+        def x_standardizer(self):
+            events.append(("read", "x"))
+            return fitted
+
+        y_standardizer = None
+
+    module = SimpleNamespace(x_standardizer=Standardizer(2), y_standardizer=Standardizer(1))
+    y_before = module.y_standardizer.state_dict()
+    take_standardizers(module, RecordingData())
+    assert events[0] == ("split", "train")
+    assert ("read", "x") in events
+    torch.testing.assert_close(module.x_standardizer.shift, torch.tensor([2.0, 5.0]))
+    torch.testing.assert_close(module.x_standardizer.scale, fitted.scale)
+    torch.testing.assert_close(module.y_standardizer.state_dict(), y_before)  # data has none
+
+
+def test_copies_both_sides_of_a_regression_table(tmp_path):
+    rng = np.random.default_rng(1)
+    table = rng.normal(loc=(5.0, -3.0, 100.0), scale=(1.0, 2.0, 10.0), size=(60, 3))
+    path = tmp_path / "table.npy"
+    np.save(path, table)
+    dm = FileDataModule(str(path), target_columns=[-1], standardize=True)
+    module = SimpleNamespace(x_standardizer=Standardizer(2), y_standardizer=Standardizer(1))
+    take_standardizers(module, dm)
+    torch.testing.assert_close(module.x_standardizer.shift, dm.x_standardizer.shift)
+    torch.testing.assert_close(module.y_standardizer.shift, dm.y_standardizer.shift)
+    torch.testing.assert_close(module.y_standardizer.scale, dm.y_standardizer.scale)
+    assert 90.0 < float(module.y_standardizer.shift[0]) < 110.0
+    # a module with no y side (a density module) takes only x
+    density = SimpleNamespace(x_standardizer=Standardizer(2))
+    take_standardizers(density, dm)
+    torch.testing.assert_close(density.x_standardizer.shift, dm.x_standardizer.shift)
+
+
+def test_no_datamodule_is_a_no_op():
+    module = SimpleNamespace(x_standardizer=Standardizer(2))
+    take_standardizers(module, None)
+    torch.testing.assert_close(module.x_standardizer.shift, torch.zeros(2))
+    torch.testing.assert_close(module.x_standardizer.scale, torch.ones(2))
+
+
+# -- MixtureModule through a real fit ------------------------------------------------------------
+def trainer(**kwargs) -> L.Trainer:
+    args = dict(accelerator="cpu", devices=1, max_epochs=2, logger=False,
+                enable_checkpointing=False, enable_progress_bar=False,
+                enable_model_summary=False)
+    return L.Trainer(**{**args, **kwargs})
+
+
+class AfterSetup(L.Callback):
+    """Records the model's parameters when training starts (after ``setup``)."""
+
+    def on_train_start(self, trainer, pl_module):
+        self.params = {k: v.detach().clone() for k, v in pl_module.model.state_dict().items()}
+
+
+def test_fit_initialises_in_setup_and_logs_validation_metrics():
+    torch.manual_seed(0)
+    dm = BlobsDataModule(num_samples=300, num_components=3)
+    module = GMMSGD(GaussianMixtureModel(3, 2))
+    assert not bool(module.model.initialized)
+    seen = AfterSetup()
+    t = trainer(callbacks=[seen])
+    t.fit(module, datamodule=dm)
+    # initialised from the training points in setup, as the model's own initialize does
+    assert bool(seen.params["initialized"])
+    reference = GaussianMixtureModel(3, 2)
+    reference.initialize(dm.train_tensor)
+    for name in ("means", "raw_covariance", "weight_logits"):
+        torch.testing.assert_close(seen.params[name], getattr(reference, name).detach(),
+                                   msg=name)
+    # and trained afterwards (two full-batch steps)
+    assert not torch.equal(module.model.means.detach(), seen.params["means"])
+    # val/nll and val/bic of the final model, recomputed from the validation split
+    metrics = t.callback_metrics
+    x_val = dm.split("val")[0]
+    with torch.no_grad():
+        total = module.model.log_prob(x_val).double().sum()
+    n = x_val.shape[0]
+    assert n == 30
+    assert module.model.num_parameters() == 2 + 3 * 2 + 3 * 3
+    torch.testing.assert_close(metrics["val/nll"], (-total / n).float())
+    want_bic = bic(total, module.model.num_parameters(), n)
+    torch.testing.assert_close(metrics["val/bic"], want_bic.float())
+    assert float(metrics["val/bic"]) == pytest.approx(
+        -2 * float(total) + 17 * math.log(30), rel=1e-5)
+    assert {"val/ari", "val/nmi"} <= set(metrics)  # the blobs carry labels
+    assert float(metrics["val/ari"]) > 0.9
+    # no standardisation: original units are the model's units
+    params = module.mixture_parameters()
+    original = module.mixture_parameters(original_units=True)
+    for name in ("weights", "means", "covariances"):
+        torch.testing.assert_close(original[name], params[name], msg=name)
+
+
+def test_standardised_file_gives_means_in_the_files_units(tmp_path):
+    path, _, centres = write_points(tmp_path)
+    dm = FileDataModule(path, standardize=True)
+    torch.manual_seed(0)
+    module = GMMSGD(GaussianMixtureModel(3, 2))
+    trainer().fit(module, datamodule=dm)
+    torch.testing.assert_close(module.x_standardizer.shift, dm.x_standardizer.shift)
+    torch.testing.assert_close(module.x_standardizer.scale, dm.x_standardizer.scale)
+    params = module.mixture_parameters()
+    original = module.mixture_parameters(original_units=True)
+    assert float(params["means"].abs().max()) < 3.0  # trained in standardised units
+    scale = dm.x_standardizer.scale
+    torch.testing.assert_close(original["means"], params["means"] * scale + dm.x_standardizer.shift)
+    torch.testing.assert_close(original["covariances"],
+                               params["covariances"] * scale[:, None] * scale[None, :])
+    torch.testing.assert_close(original["weights"], params["weights"])
+    # every generating centre has a fitted mean near it, in the file's units (two Adam steps of
+    # lr 0.05 in standardised units move a mean by at most 0.1 · scale from the k-means init)
+    dist = torch.cdist(torch.as_tensor(centres, dtype=torch.float32), original["means"])
+    tol = 0.1 * float(scale.max()) + 3.0
+    assert float(dist.amin(1).max()) < tol, dist
+
+
+def test_more_components_than_training_points_fails():
+    dm = BlobsDataModule(num_samples=40, num_components=2)  # 32 training points
+    module = GMMSGD(GaussianMixtureModel(33, 2))
+    with pytest.raises(ValueError, match="num_components=33 exceeds the number of training "
+                                         r"points \(32\)"):
+        trainer().fit(module, datamodule=dm)
+    assert not bool(module.model.initialized)
+
+
+def test_as_many_components_as_training_points_is_allowed():
+    dm = BlobsDataModule(num_samples=10, num_components=2, val_fraction=0.2, test_fraction=0.2)
+    module = GMMSGD(GaussianMixtureModel(6, 2))  # 6 training points
+    trainer(max_epochs=1, limit_val_batches=0).fit(module, datamodule=dm)
+    assert bool(module.model.initialized)
+
+
+@pytest.mark.filterwarnings("ignore:You defined a `validation_step` but have no")
+def test_plain_dataloaders_cannot_initialise_the_model():
+    x = torch.randn(20, 2, generator=torch.Generator().manual_seed(0))
+    module = GMMSGD(GaussianMixtureModel(2, 2))
+    loader = DataLoader(TensorDataset(x), batch_size=10)
+    with pytest.raises(RuntimeError, match="initialises from the DataModule's `train_tensor`"):
+        trainer(max_epochs=1).fit(module, train_dataloaders=loader)
