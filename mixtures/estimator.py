@@ -125,8 +125,11 @@ class GaussianMixture:
         """Points ``[N, D]`` from an array-like or a tensor, checked and moved."""
         if isinstance(X, Tensor):
             x = X.detach().to(device, dtype)
-        else:
-            x = torch.as_tensor(np.asarray(X, dtype=np.float64), dtype=dtype, device=device)
+        else:  # one conversion, straight to the engine's dtype (no float64 copy on the way)
+            arr = np.asarray(X)
+            if not np.issubdtype(arr.dtype, np.number) or np.iscomplexobj(arr):
+                arr = np.asarray(X, dtype=np.float64)  # as scikit-learn: numeric or an error
+            x = torch.as_tensor(np.ascontiguousarray(arr), device=device).to(dtype)
         if x.dim() != 2:
             raise ValueError(f"Expected a 2-D array [n_samples, n_features], got shape "
                              f"{list(x.shape)}; reshape with X.reshape(-1, 1) for a single "
