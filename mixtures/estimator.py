@@ -208,12 +208,17 @@ class GaussianMixture:
 
     # -- fitting ---------------------------------------------------------------------------------
     def fit(self, X, y=None) -> GaussianMixture:
-        """Fit by EM (``n_init`` batched restarts, best kept by lower bound); returns self."""
-        self.fit_predict(X, y)
+        """Fit by EM (``n_init`` batched restarts, best kept by lower bound); returns self.
+        Unlike scikit-learn's, no labels are computed for ``X`` (one E-step pass saved)."""
+        self._fit(X)
         return self
 
     def fit_predict(self, X, y=None) -> np.ndarray:
         """Fit, then the most probable component of every point ``[N]``."""
+        return self.predict(self._fit(X))
+
+    def _fit(self, X) -> Tensor:
+        """Fit on ``X``; returns the checked points on the engine's device and dtype."""
         device, dtype = self._settings()
         x = self._tensor(X, device, dtype)
         n, d = x.shape
@@ -246,8 +251,8 @@ class GaussianMixture:
         if not converged:
             warnings.warn("Best performing initialization did not converge. Try different init "
                           "parameters, or increase max_iter, tol, or check for degenerate data.",
-                          ConvergenceWarning, stacklevel=2)
-        return self.predict(x)
+                          ConvergenceWarning, stacklevel=3)
+        return x
 
     def _report(self, trace: Tensor, converged: list[bool]) -> None:
         """scikit-learn-style progress from the lower-bound trace ``[T, R]`` (after the fact)."""

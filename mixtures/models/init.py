@@ -22,7 +22,7 @@ import torch
 from torch import Tensor
 
 from mixtures.distributions import CovarianceType
-from mixtures.models.kmeans import assign, kmeans, kmeans_plusplus
+from mixtures.models.kmeans import assign, kmeans_plusplus, kmeans_restarts
 
 __all__ = ["INIT_METHODS", "check_init", "cluster_moments", "initial_responsibilities"]
 
@@ -72,25 +72,24 @@ def initial_responsibilities(
     if generator is not None and num_restarts != 1:
         raise ValueError("a generator serves one restart; pass seed for several.")
     resp = torch.zeros(n, num_restarts, k, dtype=x.dtype, device=x.device)
+    gens = [generator or torch.Generator(device=x.device).manual_seed(seed + r)
+            for r in range(num_restarts)]
+    if method == "kmeans":  # Lloyd for all restarts at once, each from its own seeds
+        _, labels = kmeans_restarts(x, k, gens, kmeans_iters)  # [N, R]
+        return resp.scatter_(2, labels[..., None], 1.0)
     rows, arange = torch.arange(n, device=x.device), torch.arange(k, device=x.device)
-    x64 = x.double()
-    for r in range(num_restarts):
-        gen = generator or torch.Generator(device=x.device).manual_seed(seed + r)
+    for r, gen in enumerate(gens):
         if method == "random":
             u = torch.rand(n, k, generator=gen, device=x.device, dtype=x.dtype)
             resp[:, r] = u / u.sum(-1, keepdim=True)
             continue
-        if method == "kmeans":
-            _, labels = kmeans(x64, k, kmeans_iters, gen)
-            resp[rows, r, labels] = 1.0
-            continue
         if method == "k-means++":
-            seeds, idx = kmeans_plusplus(x64, k, gen, return_indices=True)
+            seeds, idx = kmeans_plusplus(x, k, gen, return_indices=True)
         else:  # random_from_data
             idx = torch.randperm(n, generator=gen, device=x.device)[:k]
-            seeds = x64[idx]
+            seeds = x[idx]
         if assign_all:
-            resp[rows, r, assign(x64, seeds)[0]] = 1.0
+            resp[rows, r, assign(x, seeds)[0]] = 1.0
         else:
             resp[idx, r, arange] = 1.0
     return resp

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib
+
 import numpy as np
 import pytest
 import torch
@@ -101,3 +103,27 @@ def test_cluster_moments_are_the_clusters_mean_and_covariance(x, cov):
             np.testing.assert_allclose(np.diag(dense[k]), np.diag(covs[k]), rtol=1e-8)
     else:
         np.testing.assert_allclose(dense, np.stack(covs), rtol=1e-8, atol=1e-12)
+
+
+def test_float32_points_give_float32_responsibilities_of_the_float64_clustering():
+    """No float64 detour: float32 points give float32 responsibilities, and the same k-means
+    clustering as the float64 copy of the points."""
+    x32 = make_blobs(3000, 3, 5, separation=2.0, seed=8)[0]
+    r32 = initial_responsibilities(x32, 5, 2, "kmeans", seed=1)
+    r64 = initial_responsibilities(x32.double(), 5, 2, "kmeans", seed=1)
+    assert r32.dtype == torch.float32 and r64.dtype == torch.float64
+    assert (r32.argmax(-1) != r64.argmax(-1)).sum() <= 2
+    for method in ("k-means++", "random_from_data"):
+        every = initial_responsibilities(x32, 5, 1, method, seed=1, assign_all=True)
+        assert every.dtype == torch.float32
+        assert torch.equal(every.sum(-1), torch.ones(3000, 1))
+
+
+def test_restarts_on_a_subsample_use_seed_plus_r(monkeypatch):
+    """Past the subsample size, restarts still run together and restart r is seed + r alone."""
+    monkeypatch.setattr(importlib.import_module("mixtures.models.kmeans"), "_SAMPLE", 400)
+    x = make_blobs(4000, 2, 4, separation=1.5, seed=2)[0]
+    resp = initial_responsibilities(x, 4, 3, "kmeans", seed=20, kmeans_iters=30)
+    for r in range(3):
+        single = initial_responsibilities(x, 4, 1, "kmeans", seed=20 + r, kmeans_iters=30)
+        assert torch.equal(resp[:, r], single[:, 0])
