@@ -326,11 +326,12 @@ against the true labels). sklearn s/iter = (fit(max_iter=1+I) − fit(max_iter=1
 ours s/iter = median over loops of I iterations of `m_step(statistics(x))` after a warm-up.
 Limit = FLOPs / measured GEMM rate (ours: torch on the device; sklearn: numpy's BLAS on the CPU),
 FLOPs per iteration on the training split: 2·N·K·D² for full and tied (the issue's definition;
-ours forms the lower block triangle of x xᵀ, 768 of D² = 1024 products at D = 32, so full
-costs 2·2·N·K·768 and tops out at about 67%; a shared
-covariance needs only ~4·N·D² + 8·N·K·D, so tied may exceed 100%), 2·N·K·D·4 for diag (scores
-and moments of x and x²), 2·N·K·D·2 for spherical (scores and moments of x only; the ‖x‖² column
-is negligible); exp / logsumexp work is not counted. Iterations to convergence: tol=1e-3,
+ours scores and sums each chunk with its design matrix [1 | x | F(x)], F(x) = the products
+x_i x_(i+t mod D) for t = 0…D/2, 1 + D + D(D/2 + 1) = 577 columns at D = 32, so full costs
+2·2·N·K·577 and tops out at about 89%; a shared covariance needs only ~4·N·D² + 8·N·K·D, so
+tied may exceed 100%), 2·N·K·D·4 for diag (scores and moments of x and x²), 2·N·K·D·2 for
+spherical (scores and moments of x only; the ‖x‖² column is negligible); exp / logsumexp work is
+not counted. Iterations to convergence: tol=1e-3,
 max_iter=300 (* = not converged). Total time: ours = `fit` from the loaded parameters; sklearn =
 `fit`, which also estimates parameters once from its (overridden) initial responsibilities and
 ends with an extra E-step. A skipped sklearn run would take longer than the budget, estimated as

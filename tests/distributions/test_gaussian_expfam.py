@@ -26,7 +26,7 @@ TYPES = {
 }
 K, N = 4, 60
 D = 3
-DIMS = [3, 20]  # one feature block, and three (FullCovariance.BLOCK = 8)
+DIMS = [1, 2, 3, 20]  # full: odd D is the packed triangle, even D has a band twice
 
 
 def _problem(name: str, batch: tuple[int, ...], seed: int = 0, d: int = D):
@@ -63,6 +63,39 @@ def test_moment_features_fill_a_reused_buffer(name, d):
     assert expected.shape == (N, cov.feature_size(d))
     buffer = torch.empty(N + 5, cov.feature_size(d), dtype=torch.float64)
     torch.testing.assert_close(cov.moment_features(x, out=buffer), expected)
+
+
+@pytest.mark.parametrize("d", [1, 2, 3, 4, 7, 32, 33])
+def test_full_features_are_each_pair_of_the_outer_product(d):
+    """F(x) = x_i x_{(i+t) mod D}: each unordered pair once in the unpacking layout (D(D+1)/2
+    in all), the coefficients give xᵀ Λ x, and the unpacked sums are Σ x xᵀ."""
+    cov = FullCovariance()
+    gen = torch.Generator().manual_seed(d)
+    x = torch.randn(2, N, d, dtype=torch.float64, generator=gen)  # a leading batch dim too
+    rows, cols, mult, unique = cov._layout(d, x.device, x.dtype)
+    feats = cov.moment_features(x)
+    assert feats.shape == (2, N, cov.feature_size(d)) == (2, N, d * (d // 2 + 1))
+    torch.testing.assert_close(feats, x[..., rows] * x[..., cols], rtol=0, atol=0)
+    pairs = {(min(i, j), max(i, j))
+             for i, j in zip(rows[unique].tolist(), cols[unique].tolist(), strict=True)}
+    assert len(pairs) == len(unique) == d * (d + 1) // 2
+    a = torch.randn(d, d, dtype=torch.float64, generator=gen)
+    prec = a @ a.T
+    torch.testing.assert_close((feats * (prec[rows, cols] * mult)).sum(-1),
+                               torch.einsum("bni,ij,bnj->bn", x, prec, x))
+    torch.testing.assert_close(cov._unpack(feats.sum(1), d), x.transpose(-1, -2) @ x)
+
+
+@pytest.mark.parametrize("name", list(TYPES))
+def test_moment_features_write_into_a_column_slice(name):
+    """EM writes F(x) into the last Q columns of its design matrix [1 | x | F(x)]."""
+    cov, _, _, x = _problem(name, (), d=6)
+    q = cov.feature_size(6)
+    design = torch.zeros(N + 3, 1 + 6 + q, dtype=torch.float64)
+    got = cov.moment_features(x, out=design[:, 7:])
+    assert got.data_ptr() == design[:, 7:].data_ptr()
+    torch.testing.assert_close(design[:N, 7:], cov.moment_features(x), rtol=0, atol=0)
+    assert not bool(design[:, :7].any()) and not bool(design[N:].any())
 
 
 @pytest.mark.parametrize("d", DIMS)

@@ -123,7 +123,7 @@ class CovarianceType(ABC):
 
     # -- exponential-family view (closed-form EM) ------------------------------------------
     # log N(x | μ_k, Σ_k) = F(x)·A_k + x·b_k + c_k with moment features F (‖x‖², x², or the
-    # packed products x_i x_j): one matrix product scores every point against every component,
+    # products x_i x_j): one matrix product scores every point against every component,
     # and the sums Σ r F, Σ r x, Σ r are the sufficient statistics of the M-step.
     @abstractmethod
     def feature_size(self, num_features: int) -> int:
@@ -134,7 +134,9 @@ class CovarianceType(ABC):
         """Second-moment features ``F(x)``: ``[..., D]`` → ``[..., Q]``.
 
         ``out``: optional buffer ``[≥N, Q]`` for 2-D ``x`` ``[N, D]``; its first N rows are
-        filled and returned (lets a chunked loop reuse one allocation).
+        filled and returned (lets a chunked loop reuse one allocation). It may be a column
+        slice of a wider buffer (rows strided, columns contiguous), as EM's design matrix
+        ``[1 | x | F(x)]`` is.
         """
 
     @abstractmethod

@@ -49,8 +49,14 @@ class _ElementwiseScale(CovarianceType):
         return num_features if self.per_feature else 1
 
     def moment_features(self, x: Tensor, out: Tensor | None = None) -> Tensor:
-        sq = x.square()
-        return sq if self.per_feature else sq.sum(-1, keepdim=True)
+        """``x²`` (diag) or ``‖x‖²`` (unit, scalar): ``[..., D]`` → ``[..., Q]``."""
+        if out is None or x.dim() != 2 or out.shape[0] < x.shape[0]:
+            sq = x.square()
+            return sq if self.per_feature else sq.sum(-1, keepdim=True)
+        out = out[: x.shape[0]]
+        if self.per_feature:
+            return torch.mul(x, x, out=out)
+        return torch.sum(x.square(), -1, keepdim=True, out=out)
 
     def precision_terms(self, raw: Tensor, num_features: int) -> tuple[Tensor, Tensor]:
         inv_var = self.scale(raw).square().reciprocal()  # [..., K, 1 or D]
