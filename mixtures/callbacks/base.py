@@ -2,7 +2,11 @@
 
 A figure callback draws only on the global-zero rank, never during the sanity check, only when
 a :class:`~lightning.pytorch.loggers.TensorBoardLogger` is attached, and during training every
-``every_n_epochs`` validation epochs (epochs 0, n, 2n, …) and at the last epoch.
+``every_n_epochs`` epochs (epochs 0, n, 2n, …) and at the last epoch: ``max_epochs`` reached, or
+the run asked to stop before validation (EM and the DPMM at convergence), so the last figure
+shows the final weights. When the trainer validates only every m epochs
+(``trainer.check_val_every_n_epoch``), a figure is drawn at the first validation at or after
+each multiple of n.
 """
 
 from __future__ import annotations
@@ -46,13 +50,17 @@ class FigureCallback(L.Callback):
         return bool(self.tensorboard_loggers(trainer))
 
     def due(self, trainer: L.Trainer) -> bool:
-        """Whether to draw after this validation epoch: :meth:`can_log`, and the epoch is a
-        multiple of ``every_n_epochs`` or the last one."""
+        """Whether to draw after this validation epoch: :meth:`can_log`, and the epochs since
+        the previous validation include a multiple of ``every_n_epochs``, or this is the last
+        epoch."""
         if not self.can_log(trainer):
             return False
         epoch, max_epochs = trainer.current_epoch, trainer.max_epochs
-        last = max_epochs is not None and max_epochs > 0 and epoch + 1 >= max_epochs
-        return epoch % self.every_n_epochs == 0 or last
+        last = (max_epochs is not None and max_epochs > 0 and epoch + 1 >= max_epochs) \
+            or bool(getattr(trainer, "should_stop", False))
+        gap = getattr(trainer, "check_val_every_n_epoch", None) or 1
+        n = self.every_n_epochs
+        return epoch // n != (epoch - gap) // n or last
 
     def log_figure(self, trainer: L.Trainer, tag: str, fig: Figure, step: int) -> None:
         """Add ``fig`` under ``tag`` at ``step`` to every TensorBoard logger, then close it."""

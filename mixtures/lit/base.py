@@ -6,12 +6,22 @@ regime. This base checks the data against the model (:func:`~mixtures.lit.requir
 check_data`), initialises an uninitialised model from the training points, and logs
 ``val/…`` and ``test/…`` — held-out log-likelihood, BIC, ARI / NMI — from DDP-exact sums,
 through the model's one prediction API.
+
+Evaluation may run less often than training (``eval_every_n_epochs``, e.g. for the closed-form
+models, whose epoch is cheap next to a held-out pass): Lightning still runs its validation loop
+every epoch, but only an *evaluation epoch* computes and logs ``val/…`` — epoch 0, every n-th
+epoch, the first epoch of a resumed fit, and the last epoch (``max_epochs`` reached, or the run
+asked to stop before validation, as EM and the DPMM do at convergence). The sanity check,
+``trainer.validate`` and ``trainer.test`` always evaluate. Skipped epochs log nothing, so a
+checkpoint monitoring ``val/nll`` sees no new best on them, and
+:class:`mixtures.callbacks.EarlyStopping` counts only evaluations.
 """
 
 from __future__ import annotations
 
 import lightning as L
 import torch
+from lightning.pytorch.trainer.states import TrainerFn
 from torch import Tensor
 
 from mixtures.data.standardize import Standardizer
@@ -60,13 +70,23 @@ class MixtureModule(L.LightningModule):
 
     Args:
         net: the model, built by the config (``model.net``).
+        eval_every_n_epochs: evaluate (held-out likelihood, BIC, ARI / NMI) every this many
+            training epochs, and always at the first and the last (module docstring).
     """
 
     #: the data this module trains on (:mod:`mixtures.lit.requirements`)
     data_kind = "points"
 
-    def __init__(self, net: MixtureDensity) -> None:
+    def __init__(self, net: MixtureDensity, eval_every_n_epochs: int = 1) -> None:
         super().__init__()
+        if isinstance(eval_every_n_epochs, bool) or not isinstance(eval_every_n_epochs, int) \
+                or eval_every_n_epochs < 1:
+            raise ValueError("model.eval_every_n_epochs must be a positive integer, got "
+                             f"{eval_every_n_epochs!r}.")
+        self.eval_every_n_epochs = int(eval_every_n_epochs)
+        #: whether the current validation epoch computes and logs metrics
+        self.evaluating = True
+        self._fit_first_epoch: int | None = None
         self.model = net
         # the data's standardisation (identity until setup copies it; saved in checkpoints)
         self.x_standardizer = Standardizer(net.num_features)
@@ -162,11 +182,37 @@ class MixtureModule(L.LightningModule):
         # already reduced over ranks by the metrics; sync_dist only averages equal values
         self.log_dict(metrics, prog_bar=prefix == "val", sync_dist=True)
 
+    # -- when to evaluate ------------------------------------------------------------------------
+    def evaluation_due(self) -> bool:
+        """Whether this validation epoch evaluates: always outside fitting and in the sanity
+        check; during fitting at epoch 0, every ``eval_every_n_epochs``-th epoch, the first
+        epoch of this fit (a resumed run) and the last one."""
+        trainer = self.trainer
+        if trainer.state.fn != TrainerFn.FITTING or trainer.sanity_checking:
+            return True
+        epoch, n = trainer.current_epoch, self.eval_every_n_epochs
+        if n == 1 or epoch % n == 0 or epoch == self._fit_first_epoch:
+            return True
+        max_epochs, max_steps = trainer.max_epochs, trainer.max_steps
+        return bool(trainer.should_stop
+                    or (max_epochs is not None and max_epochs > 0 and epoch + 1 >= max_epochs)
+                    or (max_steps is not None and max_steps > 0
+                        and trainer.global_step >= max_steps))
+
+    def on_train_start(self) -> None:
+        # after a checkpoint's loop state is restored: the resumed fit's first epoch
+        self._fit_first_epoch = self.trainer.current_epoch
+
+    def on_validation_epoch_start(self) -> None:
+        self.evaluating = self.evaluation_due()
+
     def validation_step(self, batch: tuple[Tensor, ...], batch_idx: int) -> None:
-        self._eval_step(batch, self.val_ll, self.val_scores)
+        if self.evaluating:
+            self._eval_step(batch, self.val_ll, self.val_scores)
 
     def on_validation_epoch_end(self) -> None:
-        self._eval_epoch_end("val", self.val_ll, self.val_scores)
+        if self.evaluating:
+            self._eval_epoch_end("val", self.val_ll, self.val_scores)
 
     def test_step(self, batch: tuple[Tensor, ...], batch_idx: int) -> None:
         self._eval_step(batch, self.test_ll, self.test_scores)

@@ -13,6 +13,7 @@ so the gradient average DDP takes is exactly the single-process step; points are
 
 from __future__ import annotations
 
+import math
 import warnings
 
 import torch
@@ -41,6 +42,13 @@ class DPMMModule(MixtureModule):
             prune / re-seed moves of :mod:`mixtures.models.dpmm_moves` on the training data
             (null: never).
         max_merges: merge candidates tried per round.
+        eval_every_n_epochs: evaluate (the Student-t predictive, ELBO, ARI / NMI, BIC) every
+            this many epochs, and at the first and the last
+            (:class:`~mixtures.lit.base.MixtureModule`; ``model=dpmm``: 10).
+
+    The epoch's bookkeeping — training ELBO, ``train/active_k``, the moves and the stopping
+    test — runs after its last training batch, before validation: evaluation, figures and
+    checkpoints see the epoch's final model, and the epoch that meets ``tol`` is evaluated.
     """
 
     def __init__(
@@ -51,8 +59,9 @@ class DPMMModule(MixtureModule):
         tol: float | None = None,
         moves_every_n_epochs: int | None = None,
         max_merges: int = 5,
+        eval_every_n_epochs: int = 1,
     ) -> None:
-        super().__init__(net)
+        super().__init__(net, eval_every_n_epochs)
         self.save_hyperparameters(ignore=["net"])
         if not (0.0 <= kappa <= 1.0):
             raise ValueError(f"model.kappa={kappa} must lie in [0, 1]: 0 for full-batch "
@@ -65,7 +74,8 @@ class DPMMModule(MixtureModule):
             raise ValueError(f"model.moves_every_n_epochs={moves_every_n_epochs} must be a "
                              "positive integer or null.")
         self.val_elbo, self.test_elbo = LogLikelihood(), LogLikelihood()
-        self._epoch_elbo = torch.zeros(2, dtype=torch.float64)  # [Σ ELBO terms, points]
+        self._epoch_elbo = torch.zeros((), dtype=torch.float64)  # Σ ELBO terms (on the device)
+        self._epoch_points = 0  # points of this rank's batches (on the host: no transfer)
         self._last_elbo: float | None = None
 
     # -- optimisation: SGD on the natural gradient ----
@@ -83,7 +93,8 @@ class DPMMModule(MixtureModule):
                 "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
 
     def on_train_epoch_start(self) -> None:
-        self._epoch_elbo = torch.zeros(2, dtype=torch.float64, device=self.device)
+        self._epoch_elbo = torch.zeros((), dtype=torch.float64, device=self.device)
+        self._epoch_points = 0
 
     def training_step(self, batch: tuple[Tensor, ...], batch_idx: int) -> Tensor:
         x = batch[0]
@@ -91,39 +102,54 @@ class DPMMModule(MixtureModule):
         # DDP averages gradients over ranks: the global-batch weighting makes that average the
         # natural gradient of the global batch mean.
         loss = global_batch_mean(self, neg_elbo)
-        with torch.no_grad():
-            self._epoch_elbo += torch.stack([-neg_elbo.detach().double().sum(),
-                                             neg_elbo.new_tensor(x.shape[0]).double()])
-        self.log("train/rho", self.step_size(self.global_step))
+        with torch.no_grad():  # device-side sums: no host synchronisation per batch
+            self._epoch_elbo -= neg_elbo.detach().double().sum()
+        self._epoch_points += x.shape[0]
         return loss
 
-    def on_train_epoch_end(self) -> None:
-        sums = self._epoch_elbo
+    def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
+        if batch_idx == self.trainer.num_training_batches - 1:
+            self._end_of_epoch()
+
+    def _end_of_epoch(self) -> None:
+        """After the epoch's last step (before validation): the epoch's ELBO, the moves, and
+        whether to stop."""
+        # the step size of the epoch's last step (logged once per epoch, not per step)
+        self.log("train/rho", self.step_size(self.global_step - 1), on_step=False,
+                 on_epoch=True)
+        sums = torch.stack([self._epoch_elbo,
+                            self._epoch_elbo.new_tensor(float(self._epoch_points))])
         if self.trainer.world_size > 1:
             sums = self.trainer.strategy.reduce(sums, reduce_op="sum")
-        if float(sums[1]) == 0:
+        total, points = sums.tolist()  # the epoch's one host synchronisation
+        if points == 0:
             return
-        elbo = float(sums[0] / sums[1])
-        if not torch.isfinite(torch.tensor(elbo)):
+        elbo = total / points
+        if not math.isfinite(elbo):
             raise FloatingPointError(
                 f"the ELBO became {elbo} at epoch {self.current_epoch}; standardise the data "
                 "(data.standardize), train in float64 (trainer.precision=64) or raise "
                 "covariance.min_scale."
             )
-        self.log("train/elbo", elbo, prog_bar=True, sync_dist=False, rank_zero_only=False)
-        self.log("train/active_k", float(self.model.active_components().numel()))
+        self.log("train/elbo", elbo, prog_bar=True, on_step=False, on_epoch=True,
+                 sync_dist=False, rank_zero_only=False)
         every = self.hparams.moves_every_n_epochs
+        moved = False
         if every and (self.current_epoch + 1) % every == 0:
             # every rank holds the whole training set and takes the same decisions
             accepted = global_moves(self.model, self.checked_train_tensor(),
                                     max_merges=self.hparams.max_merges)
-            self.log("train/moves", float(sum(accepted.values())))
-            if any(accepted.values()):
-                self._last_elbo = None  # the ELBO jumped: do not stop on this epoch's change
-                return
+            self.log("train/moves", float(sum(accepted.values())), on_step=False,
+                     on_epoch=True)
+            moved = any(accepted.values())
+        active = (self.model.weights > self.model.active_threshold).sum()  # on the device
+        self.log("train/active_k", active.float(), on_step=False, on_epoch=True)
         tol = self.hparams.tol
+        if moved:  # the ELBO jumped: do not stop on this epoch's change
+            self._last_elbo = None
+            return
         if tol is not None and self._last_elbo is not None and abs(elbo - self._last_elbo) < tol:
-            self.trainer.should_stop = True
+            self.trainer.should_stop = True  # before validation: the last epoch is evaluated
         self._last_elbo = elbo
 
     # -- evaluation ----
@@ -142,8 +168,8 @@ class DPMMModule(MixtureModule):
         stats = elbo_terms.compute()
         elbo_terms.reset()
         kl = self.model.kl() / self.model.dataset_size.double()
-        active = self.model.active_components().numel()
+        active = (self.model.weights > self.model.active_threshold).sum()
         self.log_dict({f"{prefix}/elbo": (stats["mean"] - kl).float(),
-                       f"{prefix}/active_k": float(active)}, sync_dist=True,
+                       f"{prefix}/active_k": active.float()}, sync_dist=True,
                       prog_bar=prefix == "val")
         super()._eval_epoch_end(prefix, ll, scores)

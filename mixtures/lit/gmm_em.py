@@ -31,10 +31,13 @@ class GMMEM(MixtureModule):
             type, restarts, ``reg_covar``, init, ``means_init``); evaluation uses its restart
             with the best lower bound.
         tol: convergence threshold on the change of the mean log-likelihood.
+        eval_every_n_epochs: evaluate every this many iterations, and at the first and the
+            last (:class:`~mixtures.lit.base.MixtureModule`; ``model=gmm_em``: 10).
     """
 
-    def __init__(self, net: GaussianMixtureEM, tol: float = 1e-3) -> None:
-        super().__init__(net)
+    def __init__(self, net: GaussianMixtureEM, tol: float = 1e-3,
+                 eval_every_n_epochs: int = 1) -> None:
+        super().__init__(net, eval_every_n_epochs)
         self.save_hyperparameters(ignore=["net"])
         if not tol >= 0:
             raise ValueError(f"model.tol must be ≥ 0, got {tol}.")
@@ -63,16 +66,22 @@ class GMMEM(MixtureModule):
                                for t in self._stats.as_tuple()))
         self._stats = None
         self.model.em_step(stats, self.hparams.tol)
-        for name in ("log_weights", "means", "raw_covariance"):
-            if not bool(torch.isfinite(getattr(self.model, name)).all()):
+        # one host synchronisation per iteration: the finiteness checks and convergence together
+        names = ("log_weights", "means", "raw_covariance")
+        flags = torch.stack([torch.isfinite(getattr(self.model, n)).all() for n in names]
+                            + [self.model.converged.all()]).tolist()
+        for name, finite in zip(names, flags, strict=False):
+            if not finite:
                 raise FloatingPointError(
                     f"EM produced a non-finite '{name}' at iteration "
                     f"{int(self.model.n_iter.max())}"
                     "; raise model.net.reg_covar, standardise the data, or train in float64 "
                     "(trainer.precision=64)."
                 )
-        best = self.model.best_restart
-        self.log("train/nll", -self.model.lower_bound[best].float(), prog_bar=True)
+        bound = self.model.lower_bound  # the best restart's: the largest finite bound
+        best = torch.where(torch.isfinite(bound), bound, -torch.inf).max()
+        self.log("train/nll", -best.float(), prog_bar=True)
         self.log("train/converged", self.model.converged.float().mean())
-        if bool(self.model.converged.all()):
+        if flags[-1]:
+            # set before validation: this last iteration is evaluated
             self.trainer.should_stop = True

@@ -4,6 +4,11 @@ Minimises the mean negative log-likelihood with any torch optimizer, with separa
 rates for the mixing weights (``mixture_lr``) and the components (``component_lr``). The model
 is initialised from the DataModule's training tensor (k-means by default) before DDP wraps it,
 and collapsed components are re-seeded during training.
+
+No step waits for the device: ``train/nll`` is accumulated on the device and logged per epoch,
+and on a GPU the collapse check reads its answer one check later (copied to the host
+asynchronously), so a collapsed component is re-seeded ``reseed_every_n_steps`` steps after it
+is first seen. On the CPU, where nothing is asynchronous, it is re-seeded at once.
 """
 
 from __future__ import annotations
@@ -36,6 +41,8 @@ class GMMSGD(MixtureModule):
         reseed: re-seed collapsed components.
         min_weight: a component whose weight falls below this (default 1e-3 / K) is re-seeded.
         reseed_every_n_steps: how often the collapse check runs.
+        eval_every_n_epochs: evaluate every this many epochs, and at the first and the last
+            (:class:`~mixtures.lit.base.MixtureModule`).
     """
 
     def __init__(
@@ -48,8 +55,9 @@ class GMMSGD(MixtureModule):
         reseed: bool = True,
         min_weight: float | None = None,
         reseed_every_n_steps: int = 10,
+        eval_every_n_epochs: int = 1,
     ) -> None:
-        super().__init__(net)
+        super().__init__(net, eval_every_n_epochs)
         self.save_hyperparameters(ignore=["net", "optimizer"])
         check_lr("model.mixture_lr", mixture_lr)
         check_lr("model.component_lr", component_lr)
@@ -57,6 +65,7 @@ class GMMSGD(MixtureModule):
             optimizer, default=functools.partial(torch.optim.Adam, lr=0.05))
         self.min_weight = min_weight if min_weight is not None else 1e-3 / net.num_components
         self.register_buffer("num_reseeded", torch.zeros((), dtype=torch.long))
+        self._collapse_seen = _LaggedFlag()
 
     # -- set-up -------------------------------------------------------------------------------
     def configure_optimizers(self) -> torch.optim.Optimizer:
@@ -87,7 +96,8 @@ class GMMSGD(MixtureModule):
     def training_step(self, batch: tuple[Tensor, ...], batch_idx: int) -> Tensor:
         x = batch[0]
         loss = global_batch_mean(self, -self.model.log_prob(x))
-        self.log("train/nll", loss, prog_bar=True, on_step=True, on_epoch=True,
+        # per epoch: a per-step value would be copied to the host (a synchronisation) each step
+        self.log("train/nll", loss, prog_bar=True, on_step=False, on_epoch=True,
                  batch_size=x.shape[0], sync_dist=True)
         return loss
 
@@ -95,8 +105,8 @@ class GMMSGD(MixtureModule):
         if not self.hparams.reseed or self.global_step % self.hparams.reseed_every_n_steps:
             return
         mask = self.model.collapsed(self.min_weight)
-        if not bool(mask.any()):
-            return
+        if not self._collapse_seen(mask.any()) or not bool(mask.any()):
+            return  # (the second test synchronises only once a collapse was seen)
         x = self.train_tensor()
         x = batch[0] if x is None else x
         gen = torch.Generator(device=x.device).manual_seed(
@@ -123,4 +133,29 @@ class GMMSGD(MixtureModule):
 
     def on_validation_epoch_end(self) -> None:
         super().on_validation_epoch_end()
-        self.log("train/reseeded", self.num_reseeded.float(), sync_dist=True)
+        if self.evaluating:
+            self.log("train/reseeded", self.num_reseeded.float(), sync_dist=True)
+
+
+class _LaggedFlag:
+    """Reads a boolean device tensor without waiting for the device: on the CPU its value at
+    once; on a GPU the value passed at the previous call (copied to pinned host memory
+    asynchronously, so it has long arrived), False at the first."""
+
+    def __init__(self) -> None:
+        self._host: Tensor | None = None
+        self._ready: torch.cuda.Event | None = None
+
+    def __call__(self, flag: Tensor) -> bool:
+        if flag.device.type != "cuda":
+            return bool(flag)
+        previous = False
+        if self._ready is not None:
+            self._ready.synchronize()
+            previous = bool(self._host)
+        if self._host is None:
+            self._host = torch.empty((), dtype=torch.bool, pin_memory=True)
+        self._host.copy_(flag, non_blocking=True)
+        self._ready = torch.cuda.Event()
+        self._ready.record()
+        return previous

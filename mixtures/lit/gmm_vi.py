@@ -44,6 +44,8 @@ class GMMVI(MixtureModule):
         seed: seed of the evaluation draws and of the gradient-variance diagnostic.
         grad_var_every_n_epochs: period of the gradient-variance diagnostic (null: never).
         grad_var_draws: independent gradient estimates it compares.
+        eval_every_n_epochs: evaluate every this many epochs, and at the first and the last
+            (:class:`~mixtures.lit.base.MixtureModule`).
     """
 
     def __init__(
@@ -55,8 +57,9 @@ class GMMVI(MixtureModule):
         seed: int = 0,
         grad_var_every_n_epochs: int | None = 10,
         grad_var_draws: int = 16,
+        eval_every_n_epochs: int = 1,
     ) -> None:
-        super().__init__(net)
+        super().__init__(net, eval_every_n_epochs)
         self.save_hyperparameters(ignore=["net", "optimizer", "scheduler"])
         for name, value in (("eval_samples", eval_samples), ("grad_var_draws", grad_var_draws)):
             if not (isinstance(value, int) and value >= 2):

@@ -114,3 +114,46 @@ def test_mixture_figure_in_a_real_tensorboard_run(tmp_path) -> None:
     assert set(acc.Tags()["images"]) == {"val/mixture", "val/weights"}
     steps = [e.step for e in acc.Images("val/mixture")]
     assert steps == [2, 6]  # 48 training points, 2 batches per epoch: after epochs 0 and 2
+
+
+def test_a_run_that_stops_itself_draws_its_last_epoch() -> None:
+    """should_stop set before validation (EM, the DPMM at convergence) marks the last epoch."""
+    probe = _Probe(25)
+    trainer = make_trainer(max_epochs=200, current_epoch=6, should_stop=False)
+    assert not probe.due(trainer)
+    trainer.should_stop = True
+    assert probe.due(trainer)
+
+
+@pytest.mark.parametrize(("every", "gap", "expected"), [
+    (25, 10, [9, 29, 59]),  # validation at epochs 9, 19, …: the first at or after 0, 25, 50
+    (2, 3, list(range(2, 60, 3))),  # every validation passes a multiple of 2
+    (3, 1, list(range(0, 60, 3))),
+])
+def test_figures_follow_a_sparser_validation(every: int, gap: int, expected: list[int]) -> None:
+    """With trainer.check_val_every_n_epoch = gap, a figure at the first validation at or
+    after each multiple of every_n_epochs (not only when the two happen to coincide)."""
+    probe, trainer = _Probe(every), make_trainer(max_epochs=100, check_val_every_n_epoch=gap)
+    for epoch in range(gap - 1 if gap > 1 else 0, 60, gap):
+        trainer.current_epoch = epoch
+        probe.on_validation_epoch_end(trainer, None)
+    assert [step for _, step in logged(trainer)] == expected
+
+
+def test_the_last_figure_of_a_converged_em_run_shows_the_final_weights(tmp_path) -> None:
+    """EM stops itself at convergence: the last val/mixture image is from its last epoch."""
+    from mixtures.lit import GMMEM
+    from mixtures.models import GaussianMixtureEM
+
+    dm = BlobsDataModule(num_samples=600, num_components=3, separation=2.0)
+    module = GMMEM(GaussianMixtureEM(3, 2), eval_every_n_epochs=10)
+    trainer = L.Trainer(accelerator="cpu", max_epochs=200, logger=TensorBoardLogger(tmp_path),
+                        callbacks=[MixtureFigure(every_n_epochs=25, max_points=50)],
+                        enable_checkpointing=False, enable_progress_bar=False,
+                        enable_model_summary=False)
+    trainer.fit(module, datamodule=dm)
+    assert bool(module.model.converged.all()) and trainer.current_epoch < 25
+    acc = EventAccumulator(trainer.logger.log_dir, size_guidance={"images": 0})
+    acc.Reload()
+    # epoch 0 and the converged last epoch (EM takes no optimizer steps: both at global step 0)
+    assert len(acc.Images("val/mixture")) == 2

@@ -80,3 +80,50 @@ def test_stops_a_real_run_naming_the_parameter() -> None:
                         enable_progress_bar=False, enable_model_summary=False)
     with pytest.raises(FloatingPointError, match=r"parameter\(s\) 'w' became non-finite at step 1"):
         trainer.fit(_Diverging(), train_dataloaders=loader)
+
+
+def test_a_loss_seen_after_a_checked_step_is_reported_with_the_next_check() -> None:
+    """After an optimizer step was checked, the batch's loss is read with the next check (one
+    host synchronisation per step), and still named with its own step."""
+    net, guard = _Net(), DivergenceGuard()
+    guard.on_before_optimizer_step(TRAINER, net, None)
+    guard.on_train_batch_end(SimpleNamespace(global_step=13), net,
+                             {"loss": torch.tensor(float("inf"))}, None, 0)  # deferred
+    with pytest.raises(FloatingPointError, match=r"training loss became non-finite \(inf\) at "
+                                                 r"step 13"):
+        guard.on_train_epoch_end(TRAINER, net)
+
+
+class _Finite(L.LightningModule):
+    def __init__(self) -> None:
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.zeros(2))
+        self.v = torch.nn.Parameter(torch.zeros(3))
+
+    def training_step(self, batch, batch_idx) -> Tensor:
+        return (batch[0] - self.w).square().mean() + self.v.square().sum()
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+
+def test_one_host_synchronisation_per_step(monkeypatch) -> None:
+    """Every parameter, gradient and loss of a step is read from the device in one transfer
+    (per device): one check per optimizer step plus one per epoch end (it was one transfer per
+    tensor, twice a step)."""
+    import mixtures.callbacks.divergence as divergence
+
+    calls = []
+    original = divergence._finite_flags
+    monkeypatch.setattr(divergence, "_finite_flags", lambda ts: calls.append(len(ts))
+                        or original(ts))
+    x = torch.randn(12, 2, generator=torch.Generator().manual_seed(0))
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x), batch_size=3)
+    trainer = L.Trainer(accelerator="cpu", max_epochs=2, callbacks=[DivergenceGuard()],
+                        logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                        enable_model_summary=False)
+    trainer.fit(_Finite(), train_dataloaders=loader)
+    steps, epochs = 8, 2
+    assert len(calls) == steps + epochs
+    # the pre-step checks hold 2 parameters + 2 gradients (+ the previous batch's loss)
+    assert calls[:2] == [4, 5]

@@ -18,6 +18,7 @@ Oracles:
 
 from __future__ import annotations
 
+import csv
 import math
 from types import SimpleNamespace
 
@@ -25,6 +26,7 @@ import lightning as L
 import numpy as np
 import pytest
 import torch
+from lightning.pytorch.loggers import CSVLogger
 from torch.utils.data import DataLoader, TensorDataset
 
 from mixtures.data import BlobsDataModule, FileDataModule, Standardizer
@@ -32,6 +34,7 @@ from mixtures.lit import GMMSGD
 from mixtures.lit.base import global_batch_mean, take_standardizers
 from mixtures.metrics import bic
 from mixtures.models import GaussianMixtureModel
+from mixtures.train import train
 
 F64 = torch.float64
 
@@ -317,3 +320,92 @@ def test_plain_dataloaders_cannot_initialise_the_model():
     loader = DataLoader(TensorDataset(x), batch_size=10)
     with pytest.raises(RuntimeError, match="initialises from the DataModule's `train_tensor`"):
         trainer(max_epochs=1).fit(module, train_dataloaders=loader)
+
+
+# -- evaluation every n epochs -------------------------------------------------------------------
+class ValidationRecord(L.Callback):
+    """Per validation epoch of the fit: ``(epoch, whether the module evaluated)`` and the
+    ``val/nll`` of the evaluations."""
+
+    def __init__(self) -> None:
+        self.epochs: list[tuple[int, bool]] = []
+        self.nll: list[float] = []
+
+    def on_validation_end(self, trainer, pl_module):  # after the module's epoch-end hook
+        if trainer.sanity_checking:
+            return
+        self.epochs.append((trainer.current_epoch, pl_module.evaluating))
+        if pl_module.evaluating:
+            self.nll.append(float(trainer.callback_metrics["val/nll"]))
+
+
+def _evaluated(record: ValidationRecord) -> list[int]:
+    return [epoch for epoch, logged in record.epochs if logged]
+
+
+@pytest.mark.parametrize(("every", "max_epochs", "expected"), [
+    (3, 8, [0, 3, 6, 7]),  # epoch 0, every third, and the last
+    (1, 3, [0, 1, 2]),
+    (5, 5, [0, 4]),
+    (4, 9, [0, 4, 8]),
+])
+def test_validation_metrics_every_n_epochs_and_at_the_last(tmp_path, every, max_epochs,
+                                                           expected):
+    dm = BlobsDataModule(num_samples=300, num_components=3)
+    module = GMMSGD(GaussianMixtureModel(3, 2), eval_every_n_epochs=every)
+    record = ValidationRecord()
+    trainer(callbacks=[record], max_epochs=max_epochs,
+            logger=CSVLogger(tmp_path, name="", version="")).fit(module, datamodule=dm)
+    assert _evaluated(record) == expected
+    # and only those epochs logged val/… (every epoch logged train/nll)
+    rows = list(csv.DictReader((tmp_path / "metrics.csv").open()))
+    for key in ("val/nll", "val/bic", "val/ari", "train/reseeded"):
+        assert sorted({int(r["epoch"]) for r in rows if r[key]}) == expected, key
+    assert sorted({int(r["epoch"]) for r in rows if r["train/nll"]}) == list(range(max_epochs))
+    # the last evaluation is of the final weights
+    with torch.no_grad():
+        final = -module.model.log_prob(dm.split("val")[0]).double().mean()
+    assert record.nll[-1] == pytest.approx(float(final), rel=1e-6)
+
+
+def test_a_run_that_stops_itself_is_evaluated_at_its_last_epoch(cfg_factory):
+    """EM sets should_stop at convergence, before validation: that epoch is evaluated although
+    it is not a multiple of eval_every_n_epochs; the test metrics are of the same weights."""
+    cfg = cfg_factory(["model=gmm_em", "logger=csv", "callbacks=none", "data.num_samples=3000",
+                       "data.separation=2.0", "model.eval_every_n_epochs=50",
+                       "trainer.max_epochs=300",
+                       "+callbacks.record._target_=tests.lit.test_base.ValidationRecord"])
+    metrics, objects = train(cfg)
+    record = next(c for c in objects["trainer"].callbacks if isinstance(c, ValidationRecord))
+    last = objects["trainer"].current_epoch - 1  # the counter has moved past the last epoch
+    assert 1 < last < 49, "EM should converge in a few iterations"
+    assert _evaluated(record) == [0, last]
+    with torch.no_grad():
+        x_val = objects["datamodule"].split("val")[0]
+        final = -objects["model"].model.log_prob(x_val).double().mean()
+    assert metrics["val/nll"] == pytest.approx(float(final), rel=1e-6)
+
+
+def test_a_resumed_fit_evaluates_its_first_epoch(tmp_path):
+    """A checkpoint monitoring val/nll needs the metric in the resumed fit's first epoch."""
+    from lightning.pytorch.callbacks import ModelCheckpoint  # noqa: PLC0415
+
+    dm = BlobsDataModule(num_samples=300, num_components=3)
+
+    def fit(max_epochs, ckpt=None):
+        record = ValidationRecord()
+        best = ModelCheckpoint(dirpath=tmp_path, monitor="val/nll", filename="best")
+        last = ModelCheckpoint(dirpath=tmp_path, filename="last", enable_version_counter=False)
+        module = GMMSGD(GaussianMixtureModel(3, 2), eval_every_n_epochs=4)
+        trainer(callbacks=[record, best, last], max_epochs=max_epochs,
+                enable_checkpointing=True).fit(module, datamodule=dm, ckpt_path=ckpt)
+        return record
+
+    assert _evaluated(fit(3)) == [0, 2]
+    assert _evaluated(fit(9, str(tmp_path / "last.ckpt"))) == [3, 4, 8]
+
+
+@pytest.mark.parametrize("bad", [0, -1, 2.5, True])
+def test_eval_every_n_epochs_must_be_a_positive_integer(bad):
+    with pytest.raises(ValueError, match="eval_every_n_epochs must be a positive integer"):
+        GMMSGD(GaussianMixtureModel(3, 2), eval_every_n_epochs=bad)

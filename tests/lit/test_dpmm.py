@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import csv
 import warnings
 from pathlib import Path
 
+import lightning as L
 import numpy as np
 import pytest
 import torch
@@ -156,3 +158,39 @@ def test_bad_configuration_is_named(cfg_factory, override, message):
     cfg = cfg_factory(["model=dpmm", override, "data.num_samples=300"])
     with pytest.raises((ValueError, InstantiationException), match=message):
         train(cfg)
+
+
+class _CountsAtValidation(L.Callback):
+    """The DPMM's statistics when validation starts and when the training epoch ends."""
+
+    def __init__(self) -> None:
+        self.at_validation: dict[int, torch.Tensor] = {}
+        self.at_epoch_end: dict[int, torch.Tensor] = {}
+
+    def on_validation_start(self, trainer, pl_module):
+        if not trainer.sanity_checking:
+            self.at_validation[trainer.current_epoch] = pl_module.model.counts.detach().clone()
+
+    def on_train_epoch_end(self, trainer, pl_module):
+        self.at_epoch_end[trainer.current_epoch] = pl_module.model.counts.detach().clone()
+
+
+def test_epoch_bookkeeping_runs_before_validation_and_the_last_epoch_is_evaluated(cfg_factory):
+    """The moves change the model before validation (evaluation, figures and checkpoints see
+    the epoch's final model), and the epoch at which tol stops the run is evaluated although
+    it is not a multiple of eval_every_n_epochs."""
+    cfg = cfg_factory(["model=dpmm_diag", "logger=csv", "callbacks=none",
+                       *_blobs(2, "diag", n=2000), "data.num_components=5",
+                       "trainer.precision=64", "trainer.max_epochs=500",
+                       "model.moves_every_n_epochs=3", "model.eval_every_n_epochs=1000",
+                       "+callbacks.counts._target_=tests.lit.test_dpmm._CountsAtValidation"])
+    metrics, objects = train(cfg)
+    counts = next(c for c in objects["trainer"].callbacks if isinstance(c, _CountsAtValidation))
+    last = objects["trainer"].current_epoch - 1
+    assert 3 < last < 499, "tol should stop the run"
+    rows = list(csv.DictReader(next(Path(cfg.paths.output_dir).rglob("metrics.csv")).open()))
+    assert sum(float(r["train/moves"]) for r in rows if r.get("train/moves")) > 0
+    for epoch, value in counts.at_epoch_end.items():
+        torch.testing.assert_close(counts.at_validation[epoch], value, msg=f"epoch {epoch}")
+    assert sorted({int(r["epoch"]) for r in rows if r["val/nll"]}) == [0, last]
+    assert metrics["val/active_k"] == metrics["test/active_k"] == metrics["train/active_k"]

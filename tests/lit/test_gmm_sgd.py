@@ -147,3 +147,33 @@ def test_divergence_guard_stops_on_a_bad_gradient_before_the_update():
                                                  "'model.raw_covariance'"):
         _trainer([_PoisonGradient(), DivergenceGuard()]).fit(module, datamodule=dm)
     assert torch.isfinite(module.model.raw_covariance).all()
+
+
+def test_train_nll_is_logged_per_epoch_not_per_step(tmp_path):
+    """Mini-batches: train/nll is the epoch mean, accumulated on the device (a per-step value
+    would be copied to the host every step)."""
+    from lightning.pytorch.loggers import CSVLogger
+
+    dm = BlobsDataModule(num_samples=1000, num_components=4, batch_size=200)
+    module = _module()
+    L.Trainer(accelerator="cpu", max_epochs=3, logger=CSVLogger(tmp_path, name="", version=""),
+              enable_checkpointing=False, enable_progress_bar=False,
+              log_every_n_steps=1).fit(module, datamodule=dm)
+    header = (tmp_path / "metrics.csv").read_text().splitlines()[0].split(",")
+    assert "train/nll" in header and "train/nll_step" not in header
+
+
+def test_lagged_flag_on_the_cpu_answers_at_once():
+    from mixtures.lit.gmm_sgd import _LaggedFlag
+
+    flag = _LaggedFlag()
+    assert flag(torch.tensor(True)) and not flag(torch.tensor(False))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
+def test_lagged_flag_on_a_gpu_answers_one_call_later():
+    from mixtures.lit.gmm_sgd import _LaggedFlag
+
+    flag = _LaggedFlag()
+    answers = [flag(torch.tensor(v, device="cuda")) for v in (True, False, False, True, True)]
+    assert answers == [False, True, False, False, True]
