@@ -39,6 +39,7 @@ import time
 import warnings
 from pathlib import Path
 
+import hydra
 import lightning as L
 import torch
 from _machine import Contention, log, sync  # noqa: E402  (scripts/ is on sys.path when run)
@@ -157,13 +158,24 @@ def bare_loop(model: str, net: torch.nn.Module, x: torch.Tensor, cfg, steps: int
 
 
 def bench(model: str, args) -> dict:
+    """One table row: a bare loop, the CLI, and the bare loop again (the bare time is the mean
+    of the two, which cancels a slow drift of the machine's speed)."""
+    device = torch.device(args.device)
     with tempfile.TemporaryDirectory() as tmp:
         cfg = compose_cfg(model, args, Path(tmp))
-        cli_clock, bare_clock = Contention(args.wait_quiet), Contention(args.wait_quiet)
-        log(f"{model}: train(cfg), N = {sizes(model, args)[0]}, {sizes(model, args)[1]} epochs")
+        clocks = {side: Contention(args.wait_quiet) for side in ("before", "cli", "after")}
+        steps = sizes(model, args)[1]
+        # the bare loop first, from the model's own initialisation on the same data
+        x = hydra.utils.instantiate(cfg.data).split("train")[0].to(device)
+        net = hydra.utils.instantiate(cfg.model.net, num_features=x.shape[1]).to(device)
+        net.initialize(x)
+        log(f"{model}: bare loop, {steps} steps")
+        before = bare_loop(model, net, x, cfg, steps, clocks["before"]) / steps
+        del x, net
+        log(f"{model}: train(cfg), N = {sizes(model, args)[0]}, {steps} epochs")
         moves = MovesClock()
         try:
-            with cli_clock.timed(torch.device(args.device)) as t:
+            with clocks["cli"].timed(device) as t:
                 _, objects = train(cfg)
         finally:
             moves.module.global_moves = moves.original
@@ -172,18 +184,20 @@ def bench(model: str, args) -> dict:
         epochs = len(timer.epoch_starts)
         cli = (timer.train_end - timer.epoch_starts[0]) / epochs
         row = dict(model=model, epochs=epochs, cli=cli, moves=moves.seconds / epochs,
-                   setup=timer.epoch_starts[0] - t.start, after=end - timer.train_end,
-                   cli_others=cli_clock.share())
-        module = objects["model"]
-        net = copy.deepcopy(module.model)
+                   setup=timer.epoch_starts[0] - t.start, after=end - timer.train_end)
+        # and again, from the parameters the CLI started from
+        net = copy.deepcopy(objects["model"].model)
         net.load_state_dict(timer.initial_state)
         x = objects["datamodule"].split("train")[0]
         row["n_train"], row["k"] = x.shape[0], net.num_components
+        del objects
         log(f"{model}: bare loop, {epochs} steps")
-        row["bare"] = bare_loop(model, net, x, cfg, epochs, bare_clock) / epochs
-        row["bare_others"] = bare_clock.share()
-        del objects, module, net, x
-    log(f"  CLI {row['cli']:.3f} s/epoch (moves {row['moves']:.3f}), bare {row['bare']:.3f} s/step")
+        after = bare_loop(model, net, x, cfg, epochs, clocks["after"]) / epochs
+        del net, x
+    row.update(bare=(before + after) / 2, bare_before=before, bare_after=after,
+               others={side: c.share() for side, c in clocks.items()})
+    log(f"  CLI {row['cli']:.3f} s/epoch (moves {row['moves']:.3f}), bare {before:.3f} / "
+        f"{after:.3f} s/step")
     return row
 
 
@@ -201,9 +215,9 @@ def git_version() -> str:
 def table(rows: list[dict], args) -> str:
     lines = [
         "| model | N train | D | K | epochs | bare s/epoch | CLI s/epoch | CLI ÷ bare | "
-        "of which moves s/epoch | CLI without the moves ÷ bare | CLI set-up s | CLI after s | "
-        "others' CPU bare / CLI |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "of which moves s/epoch | CLI without the moves ÷ bare | bare before / after s | "
+        "CLI set-up s | CLI after s | others' CPU bare / CLI / bare |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         moves = f"{r['moves']:.3g}" if r["moves"] else "—"
@@ -211,8 +225,9 @@ def table(rows: list[dict], args) -> str:
             f"| {r['model']} | {r['n_train']:,} | {args.dims} | {r['k']} | {r['epochs']} | "
             f"{r['bare']:.3g} | {r['cli']:.3g} | {r['cli'] / r['bare']:.2f}× | {moves} | "
             f"{(r['cli'] - r['moves']) / r['bare']:.2f}× | "
+            f"{r['bare_before']:.3g} / {r['bare_after']:.3g} | "
             f"{r['setup']:.3g} | {r['after']:.3g} | "
-            f"{100 * r['bare_others']:.0f}% / {100 * r['cli_others']:.0f}% |")
+            + " / ".join(f"{100 * v:.0f}%" for v in r["others"].values()) + " |")
     return "\n".join(lines)
 
 

@@ -41,7 +41,7 @@ __all__ = ["assign", "kmeans", "kmeans_plusplus", "kmeans_restarts"]
 #: points :func:`kmeans` seeds on and runs its first Lloyd iterations on
 _SAMPLE = 32768
 _SAMPLE_TRIES = 3
-_SAMPLE_FRACTION = 8
+_SAMPLE_FRACTION = 16
 _SAMPLE_PER_CLUSTER = 32
 _SAMPLE_RTOL = 1e-5
 _RTOL = 1e-4

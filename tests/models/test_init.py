@@ -121,7 +121,7 @@ def test_float32_points_give_float32_responsibilities_of_the_float64_clustering(
 
 def test_restarts_on_a_subsample_use_seed_plus_r(monkeypatch):
     """Past the subsample size, restarts still run together and restart r is seed + r alone."""
-    monkeypatch.setattr(importlib.import_module("mixtures.models.kmeans"), "_SAMPLE", 400)
+    monkeypatch.setattr(importlib.import_module("mixtures.models.kmeans"), "_SAMPLE", 400)  # < N
     x = make_blobs(4000, 2, 4, separation=1.5, seed=2)[0]
     resp = initial_responsibilities(x, 4, 3, "kmeans", seed=20, kmeans_iters=30)
     for r in range(3):

@@ -138,6 +138,13 @@ def test_kmeans_plusplus_returns_the_seed_indices_on_offset_data():
 
 # -- speed-related behaviour: subsample, dtype, batched restarts, the packed argmin ------------
 KMEANS = importlib.import_module("mixtures.models.kmeans")
+#: module settings that make :func:`kmeans` work on all points, or seed on a small subsample
+PATHS = {"all points": {"_SAMPLE": 10**9, "_SAMPLE_FRACTION": 1}, "subsample": {"_SAMPLE": 512}}
+
+
+def use_path(monkeypatch, path: str) -> None:
+    for name, value in PATHS[path].items():
+        monkeypatch.setattr(KMEANS, name, value)
 
 
 def sklearn_inertia(x: Tensor, labels) -> float:
@@ -151,12 +158,11 @@ def sklearn_inertia(x: Tensor, labels) -> float:
 
 
 @pytest.mark.parametrize("separation", [4.0, 1.5])
-@pytest.mark.parametrize("sample", [None, 512])
-def test_inertia_within_one_percent_of_sklearn_on_average(monkeypatch, separation, sample):
+@pytest.mark.parametrize("path", list(PATHS))
+def test_inertia_within_one_percent_of_sklearn_on_average(monkeypatch, separation, path):
     """Mean inertia over 8 seeds is at most 1% above scikit-learn's ``KMeans(n_init=1)`` over
-    the same seeds, on all points and with seeding on a 512-point subsample."""
-    if sample is not None:
-        monkeypatch.setattr(KMEANS, "_SAMPLE", sample)
+    the same seeds, on all points and with seeding on a subsample."""
+    use_path(monkeypatch, path)
     x, _, _ = make_blobs(4000, 4, 8, separation=separation, seed=3)
     ours, ref = [], []
     for s in range(8):
@@ -165,12 +171,11 @@ def test_inertia_within_one_percent_of_sklearn_on_average(monkeypatch, separatio
     assert sum(ours) <= 1.01 * sum(ref)
 
 
-@pytest.mark.parametrize("sample", [None, 512])
-def test_float32_agrees_with_float64(monkeypatch, sample):
+@pytest.mark.parametrize("path", list(PATHS))
+def test_float32_agrees_with_float64(monkeypatch, path):
     """The same points in float32 and float64 give the same labels (all but a boundary point
     or two) and centres and inertia within float32 round-off."""
-    if sample is not None:
-        monkeypatch.setattr(KMEANS, "_SAMPLE", sample)
+    use_path(monkeypatch, path)
     x32, _, _ = make_blobs(5000, 6, 7, separation=1.5, seed=5)
     x64 = x32.double()
     c32, l32 = kmeans(x32, 7, 100, generator=gen(2))
@@ -184,7 +189,7 @@ def test_float32_agrees_with_float64(monkeypatch, sample):
 def test_float32_points_are_used_in_place(monkeypatch):
     """Lloyd's passes over all points read the caller's float32 tensor itself: no float64 (or
     any) copy of the data."""
-    monkeypatch.setattr(KMEANS, "_SAMPLE", 512)
+    use_path(monkeypatch, "subsample")
     x, _, _ = make_blobs(4000, 3, 5, seed=1)
     seen = []
     real = KMEANS._pass
@@ -207,12 +212,11 @@ def test_far_from_origin_float32_data_are_clustered():
     assert adjusted_rand_score(y.numpy(), labels.numpy()) >= 0.99
 
 
-@pytest.mark.parametrize("sample", [None, 512])
-def test_batched_restarts_equal_separate_runs(monkeypatch, sample):
+@pytest.mark.parametrize("path", list(PATHS))
+def test_batched_restarts_equal_separate_runs(monkeypatch, path):
     """Restarts run together give exactly what each generator gives alone (the converged
     restarts are frozen while the others go on)."""
-    if sample is not None:
-        monkeypatch.setattr(KMEANS, "_SAMPLE", sample)
+    use_path(monkeypatch, path)
     x, _, _ = make_blobs(3000, 3, 6, separation=1.5, seed=4)
     centres, labels = KMEANS.kmeans_restarts(x, 6, [gen(10), gen(11), gen(12)], 100)
     for r in range(3):
