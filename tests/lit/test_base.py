@@ -354,7 +354,7 @@ def test_validation_metrics_every_n_epochs_and_at_the_last(tmp_path, every, max_
     dm = BlobsDataModule(num_samples=300, num_components=3)
     module = GMMSGD(GaussianMixtureModel(3, 2), eval_every_n_epochs=every)
     record = ValidationRecord()
-    trainer(callbacks=[record], max_epochs=max_epochs,
+    trainer(callbacks=[record], max_epochs=max_epochs, log_every_n_steps=1,
             logger=CSVLogger(tmp_path, name="", version="")).fit(module, datamodule=dm)
     assert _evaluated(record) == expected
     # and only those epochs logged val/… (every epoch logged train/nll)
@@ -386,6 +386,7 @@ def test_a_run_that_stops_itself_is_evaluated_at_its_last_epoch(cfg_factory):
     assert metrics["val/nll"] == pytest.approx(float(final), rel=1e-6)
 
 
+@pytest.mark.filterwarnings("ignore:Checkpoint directory")
 def test_a_resumed_fit_evaluates_its_first_epoch(tmp_path):
     """A checkpoint monitoring val/nll needs the metric in the resumed fit's first epoch."""
     from lightning.pytorch.callbacks import ModelCheckpoint  # noqa: PLC0415

@@ -73,7 +73,7 @@ def test_kmeans_on_blobs_matches_sklearn(d, k, seed):
     # Labels are the nearest-centre assignment of the returned centres.
     assert torch.equal(labels, assign(x, centres)[0])
     inertia = (x - centres[labels]).square().sum().item()
-    seeds = kmeans_plusplus(x, k, generator=gen(seed))  # the seeds kmeans started from
+    seeds = kmeans_plusplus(x, k, generator=gen(seed))  # k-means++ seeds, same generator
     ref = KMeans(k, init=seeds.double().numpy(), n_init=1, max_iter=100, tol=1e-8)
     ref.fit(x.double().numpy())
     assert inertia == pytest.approx(ref.inertia_, rel=1e-2)
