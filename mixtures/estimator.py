@@ -19,8 +19,9 @@ import torch
 from torch import Tensor
 
 import mixtures.distributions as dist
+from mixtures.models.base import all_finite
 from mixtures.models.em import GaussianMixtureEM
-from mixtures.models.init import INIT_METHODS, initial_responsibilities
+from mixtures.models.init import INIT_METHODS, initial_responsibilities, kmeans_labels
 
 try:
     from sklearn.exceptions import ConvergenceWarning, NotFittedError
@@ -134,7 +135,7 @@ class GaussianMixture:
             raise ValueError(f"Expected a 2-D array [n_samples, n_features], got shape "
                              f"{list(x.shape)}; reshape with X.reshape(-1, 1) for a single "
                              "feature or X.reshape(1, -1) for a single sample.")
-        if not bool(torch.isfinite(x).all()):
+        if not all_finite(x):
             raise ValueError("X contains NaN or infinity; remove or impute those values.")
         return x
 
@@ -199,9 +200,12 @@ class GaussianMixture:
         if all(g is not None for g in given):
             em.set_parameters(*given, shift=x.mean(0))
             return
-        resp = initial_responsibilities(x, int(self.n_components), int(self.n_init),
-                                        self.init_params, _seed(self.random_state))  # [N, R, K]
-        em.initialize_from_responsibilities(x, resp)
+        k, r, seed = int(self.n_components), int(self.n_init), _seed(self.random_state)
+        if self.init_params == "kmeans":  # hard labels [N, R]: no one-hot [N, R, K] tensor
+            em.initialize_from_labels(x, kmeans_labels(x, k, r, seed))
+        else:
+            em.initialize_from_responsibilities(
+                x, initial_responsibilities(x, k, r, self.init_params, seed))  # [N, R, K]
         if any(g is not None for g in given):
             current = (em.weights, em.means, em.covariances)
             em.set_parameters(*(c if g is None else g for g, c in zip(given, current, strict=True)))

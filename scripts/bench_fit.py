@@ -5,7 +5,10 @@ Both estimators run with their default arguments (k-means initialisation, ``n_in
 float64 as it converts) on the same float32 numpy training split, in the same run. For each side
 the table gives the initialisation (k-means and the first M-step), the EM loop per iteration,
 the whole ``fit()`` and the ratio, with the iteration counts, the held-out mean log-likelihood
-(``score`` on the test split) and the ARI against the true labels.
+(``score`` on the test split) and the ARI against the true labels. Each side fits ``--repeats``
+times (default 3, same seed, so the same fit) and the times are medians: one fit on a shared
+2-core machine varies by up to 2× from run to run. Before the first row both sides fit a tiny
+problem once per covariance type (per-process first-call costs, paid once by a user too).
 
     python scripts/bench_fit.py --quick        # smoke run, about a minute
     python scripts/bench_fit.py                # 10k × 2 × 5, 100k × 16 × 16, 800k × 32 × 32
@@ -20,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import time
 import warnings
 
@@ -61,16 +65,24 @@ class _TimedSklearn(SkGaussianMixture):
         self.init_seconds = time.perf_counter() - start
 
 
-def _run(make, x_train, x_test, y_test, clock: Contention, device: torch.device) -> dict:
-    model = make()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        with clock.timed(device) as t:
-            model.fit(x_train)
+def _run(make, x_train, x_test, y_test, clock: Contention, device: torch.device,
+         repeats: int) -> dict:
+    """``repeats`` fits of a fresh ``make()`` (same seed: the same fit each time); times are
+    the medians, the fit's results those of the last (they are identical)."""
+    totals, inits = [], []
+    for _ in range(repeats):
+        model = make()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            with clock.timed(device) as t:
+                model.fit(x_train)
+        totals.append(t.seconds)
+        inits.append(model.init_seconds)
+    total, init = statistics.median(totals), statistics.median(inits)
     n_iter = int(model.n_iter_)
-    return {"total": t.seconds, "init": model.init_seconds,
-            "per_iter": (t.seconds - model.init_seconds) / max(n_iter, 1), "n_iter": n_iter,
-            "converged": bool(model.converged_), "ll": float(model.score(x_test)),
+    return {"total": total, "init": init, "per_iter": (total - init) / max(n_iter, 1),
+            "n_iter": n_iter, "converged": bool(model.converged_),
+            "ll": float(model.score(x_test)),
             "ari": adjusted_rand_score(y_test, model.predict(x_test))}
 
 
@@ -80,9 +92,10 @@ def bench(n: int, d: int, k: int, cov: str, args, clock: Contention) -> dict:
     x_train, x_test, y_test = x_np[:n], x_np[n:], y_np[n:]
     device = torch.device(args.device)
     ours = _run(lambda: _TimedOurs(k, covariance_type=cov, random_state=args.seed,
-                                   device=args.device), x_train, x_test, y_test, clock, device)
+                                   device=args.device), x_train, x_test, y_test, clock, device,
+                args.repeats)
     theirs = _run(lambda: _TimedSklearn(k, covariance_type=cov, random_state=args.seed),
-                  x_train, x_test, y_test, clock, torch.device("cpu"))
+                  x_train, x_test, y_test, clock, torch.device("cpu"), args.repeats)
     return {"size": f"{n // 1000}k × {d} × {k}", "cov": cov, "ours": ours, "sklearn": theirs,
             "others": clock.share()}
 
@@ -110,6 +123,8 @@ def main(argv: list[str] | None = None) -> None:
                    choices=["full", "diag", "spherical", "tied"])
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--repeats", type=int, default=3,
+                   help="fits per side and row; times are their medians")
     p.add_argument("--wait-quiet", type=float, default=20.0,
                    help="seconds to wait for other processes to go quiet before each fit")
     args = p.parse_args(argv)
@@ -117,8 +132,9 @@ def main(argv: list[str] | None = None) -> None:
     print(f"# bench_fit — torch {torch.__version__} ({torch.get_num_threads()} threads), "
           f"scikit-learn {sklearn.__version__}, {os.cpu_count()} cores, device {args.device}\n")
     warm = make_blobs(2000, 2, 3, seed=1)[0].numpy()  # first-call costs (threads, kernels)
-    GaussianMixture(3, device=args.device).fit(warm)
-    SkGaussianMixture(3).fit(warm)
+    for cov in args.types:  # once per process, not per fit: paid before any timed fit
+        GaussianMixture(3, covariance_type=cov, device=args.device).fit(warm)
+        SkGaussianMixture(3, covariance_type=cov).fit(warm)
     rows = []
     for n, d, k in QUICK if args.quick else SIZES:
         for cov in args.types:

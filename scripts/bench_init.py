@@ -12,10 +12,12 @@ and is its clustering as good (inertia)? Also k-means++ seeding alone on all poi
 
 Set-up, per size and separation: ``make_blobs`` (float32, data seed 0, means ``separation`` ×
 max std apart: 4 = well separated, 1.5 = overlapping). Both sides run once untimed (warm-up),
-then once per seed 0 … S−1; times are medians over seeds, inertias means over seeds. Inertia is
-that of the returned partition, ``Σ_k Σ_{i∈k} ‖x_i − mean_k‖²``, computed in float64 from the
-labels for both sides. Ours runs on ``--device`` (data moved there before timing); scikit-learn
-on the CPU. "of which seeding" is the time our init spent in k-means++ (on its subsample).
+then once per seed 0 … S−1; a call shorter than 0.2 s is repeated back to back within its timed
+block and the time per call reported. Times are medians over seeds, inertias means over seeds.
+Inertia is that of the returned partition, ``Σ_k Σ_{i∈k} ‖x_i − mean_k‖²``, computed in
+float64 from the labels for both sides. Ours runs on ``--device`` (data moved there before
+timing); scikit-learn on the CPU. "of which seeding" is the time our init spent in k-means++
+(on its subsamples).
 
 Progress goes to stderr; the header and the markdown table go to stdout.
 """
@@ -25,6 +27,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import importlib
+import math
 import os
 import platform
 import statistics
@@ -45,6 +48,7 @@ from mixtures.models.init import initial_responsibilities
 KMEANS = importlib.import_module("mixtures.models.kmeans")  # the module, not the function
 CPU = torch.device("cpu")
 SIZES = [(10_000, 2, 5), (100_000, 16, 16), (800_000, 32, 32)]
+MIN_BLOCK = 0.2  # s: a timed block repeats a call at least this long
 
 
 def inertia(x64: torch.Tensor, labels, k: int) -> float:
@@ -75,6 +79,25 @@ def seeding_timer(device: torch.device):
         KMEANS._plusplus = real
 
 
+def timed(clock: Contention, device: torch.device, f, seed: int, calls: int):
+    """Result of ``f(seed)`` and seconds per call of ``calls`` calls back to back in one timed
+    block (small workloads are repeated: the first milliseconds after the quiet check's sleep
+    run slowly on a shared virtual machine)."""
+    with clock.timed(device) as t:
+        for _ in range(calls):
+            out = f(seed)
+    return out, t.seconds / calls
+
+
+def calls_for(device: torch.device, f) -> int:
+    """Calls of ``f`` (warmed up once here, seed 10⁴) that fill about ``MIN_BLOCK`` s."""
+    sync(device)
+    t0 = time.perf_counter()
+    f(10_000)
+    sync(device)
+    return max(1, math.ceil(MIN_BLOCK / max(time.perf_counter() - t0, 1e-6)))
+
+
 def bench(n: int, d: int, k: int, sep: float, device: torch.device, args,
           clock: Contention, sklearn_cache: dict) -> dict:
     x_cpu, _, _ = make_blobs(n, d, k, separation=sep, seed=0, dtype=torch.float32)
@@ -84,19 +107,22 @@ def bench(n: int, d: int, k: int, sep: float, device: torch.device, args,
     seeds = list(range(args.seeds))
 
     clock.others = clock.wall = 0.0
-    initial_responsibilities(x, k, 1, "kmeans", 10_000)  # warm-up
-    KMEANS.kmeans_plusplus(x, k, torch.Generator(device=device).manual_seed(10_000))
+
+    def ours_init(s: int) -> torch.Tensor:
+        return initial_responsibilities(x, k, 1, "kmeans", s)  # the estimator's call
+
+    def ours_pp(s: int) -> torch.Tensor:
+        return KMEANS.kmeans_plusplus(x, k, torch.Generator(device=device).manual_seed(s))
+
+    init_calls, pp_calls = calls_for(device, ours_init), calls_for(device, ours_pp)
     times, seed_times, pp_times, inert = [], [], [], []
     for s in seeds:
-        with seeding_timer(device) as spent, clock.timed(device) as t:
-            resp = initial_responsibilities(x, k, 1, "kmeans", s)  # the estimator's call
-        times.append(t.seconds)
-        seed_times.append(spent[0])
+        with seeding_timer(device) as spent:
+            resp, seconds = timed(clock, device, ours_init, s, init_calls)
+        times.append(seconds)
+        seed_times.append(spent[0] / init_calls)
         inert.append(inertia(x64, resp[:, 0].argmax(-1).cpu(), k))
-        gen = torch.Generator(device=device).manual_seed(s)
-        with clock.timed(device) as t:
-            KMEANS.kmeans_plusplus(x, k, gen)
-        pp_times.append(t.seconds)
+        pp_times.append(timed(clock, device, ours_pp, s, pp_calls)[1])
     row["ours"] = statistics.median(times)
     row["ours_seeding"] = statistics.median(seed_times)
     row["ours_pp"] = statistics.median(pp_times)
@@ -109,17 +135,21 @@ def bench(n: int, d: int, k: int, sep: float, device: torch.device, args,
         row.update(sklearn_cache[n, sep])
         return row
     clock.others = clock.wall = 0.0
-    KMeans(k, n_init=1, random_state=10_000).fit(xn)  # warm-up
+
+    def sk_fit(s: int) -> KMeans:
+        return KMeans(k, n_init=1, random_state=s).fit(xn)
+
+    def sk_pp(s: int):
+        return kmeans_plusplus(xn, k, random_state=s)
+
+    fit_calls, pp_calls = calls_for(CPU, sk_fit), calls_for(CPU, sk_pp)
     times, pp_times, inert, iters = [], [], [], []
     for s in seeds:
-        with clock.timed(CPU) as t:
-            km = KMeans(k, n_init=1, random_state=s).fit(xn)
-        times.append(t.seconds)
+        km, seconds = timed(clock, CPU, sk_fit, s, fit_calls)
+        times.append(seconds)
         inert.append(inertia(x64, km.labels_, k))
         iters.append(km.n_iter_)
-        with clock.timed(CPU) as t:
-            kmeans_plusplus(xn, k, random_state=s)
-        pp_times.append(t.seconds)
+        pp_times.append(timed(clock, CPU, sk_pp, s, pp_calls)[1])
     row["sk"] = statistics.median(times)
     row["sk_pp"] = statistics.median(pp_times)
     row["sk_inertia"] = statistics.mean(inert)

@@ -1,24 +1,30 @@
 """The training loop's overhead: ``train(cfg)`` (the CLI) against a plain loop of the same step.
 
-For each model, the same run compares two sides on the same data, from the same initial
-parameters:
+For each model, one run times three blocks on the same data: the bare loop, the CLI, and the
+bare loop again (the bare time is the mean of the two: on a shared 2-core machine the speed of
+a step drifts by tens of percent between blocks).
 
 - **CLI**: ``mixtures.train.train(cfg)`` with the config ``python train.py model=<model>``
   composes, its default callbacks (checkpoints, divergence guard, figures) and logger
   (TensorBoard), full batch. Per epoch: the time from the start of the first training epoch to
-  the end of training (validation, metrics, figures and checkpoints included), divided by the
-  epochs. The one-off set-up before it (data generation, initialisation, sanity check) and the
-  work after it (test, saving the mixture) are reported apart.
+  the end of training (validation, metrics, figures, checkpoints and the DPMM's moves
+  included), divided by the epochs. The one-off set-up before it (data generation,
+  initialisation, sanity check) and the work after it (test, saving the mixture) are reported
+  apart. Also timed inside it: the DPMM's ELBO-checked moves (``model.moves_every_n_epochs``,
+  an algorithm the bare loop does not run) and the training batches themselves (forward,
+  backward, update: "its own steps", the same drift-free comparison within one block).
 - **bare**: the module's step in a plain Python loop, as in the README:
   - ``gmm_em``: ``model.em_step(model.statistics(x), tol)``;
   - ``dpmm_full``: ``opt.zero_grad(); model(x)[1].mean().backward(); opt.step()``, SGD lr 1;
   - ``gmm_sgd``: ``opt.zero_grad(); (-model(x).mean()).backward(); opt.step()``, Adam lr 0.05.
 
-  It starts from the parameters the CLI started training from (copied at ``on_train_start``)
-  and runs as many steps as the CLI ran epochs.
+  The first block starts from the model's own initialisation, the second from the parameters
+  the CLI started training from (copied at ``on_train_start``); each runs as many steps as the
+  CLI runs epochs.
 
     python scripts/bench_loop.py --quick                 # smoke run, N = 20k, D = 8 (< 60 s)
     python scripts/bench_loop.py                         # N = 1M, D = 32 (gmm_sgd: 200k)
+    python scripts/bench_loop.py --models gmm_em --override +data.shuffle=false
     python scripts/bench_loop.py --models dpmm_full --epochs 30 --device cuda
 
 Progress goes to stderr; the header and the markdown table go to stdout.
@@ -32,6 +38,7 @@ import datetime
 import logging
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -84,6 +91,8 @@ class EpochClock(L.Callback):
         self.epoch_starts: list[float] = []
         self.train_end: float | None = None
         self.initial_state: dict[str, torch.Tensor] | None = None
+        self.steps: list[float] = []  # seconds in each training batch: forward, backward, update
+        self._batch_start = 0.0
 
     def on_train_start(self, trainer, pl_module) -> None:
         self.initial_state = {k: v.detach().clone()
@@ -92,6 +101,14 @@ class EpochClock(L.Callback):
     def on_train_epoch_start(self, trainer, pl_module) -> None:
         sync(pl_module.device)
         self.epoch_starts.append(time.perf_counter())
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        sync(pl_module.device)
+        self._batch_start = time.perf_counter()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        sync(pl_module.device)
+        self.steps.append(time.perf_counter() - self._batch_start)
 
     def on_train_end(self, trainer, pl_module) -> None:
         sync(pl_module.device)
@@ -131,7 +148,7 @@ def compose_cfg(model: str, args, out: Path):
 
 def bare_loop(model: str, net: torch.nn.Module, x: torch.Tensor, cfg, steps: int,
               clock: Contention) -> float:
-    """Seconds of ``steps`` plain steps of ``net`` on ``x``."""
+    """Seconds of ``steps`` plain steps of ``net`` on ``x``, and of each step."""
     if model == "gmm_em":
         tol = float(cfg.model.tol)
 
@@ -151,10 +168,14 @@ def bare_loop(model: str, net: torch.nn.Module, x: torch.Tensor, cfg, steps: int
             opt.zero_grad()
             (-net(x).mean()).backward()
             opt.step()
+    times = []
     with clock.timed(x.device) as t:
         for _ in range(steps):
+            start = time.perf_counter()
             step()
-    return t.seconds
+            sync(x.device)
+            times.append(time.perf_counter() - start)
+    return t.seconds, times
 
 
 def bench(model: str, args) -> dict:
@@ -170,7 +191,8 @@ def bench(model: str, args) -> dict:
         net = hydra.utils.instantiate(cfg.model.net, num_features=x.shape[1]).to(device)
         net.initialize(x)
         log(f"{model}: bare loop, {steps} steps")
-        before = bare_loop(model, net, x, cfg, steps, clocks["before"]) / steps
+        seconds, before_steps = bare_loop(model, net, x, cfg, steps, clocks["before"])
+        before = seconds / steps
         del x, net
         log(f"{model}: train(cfg), N = {sizes(model, args)[0]}, {steps} epochs")
         moves = MovesClock()
@@ -184,6 +206,7 @@ def bench(model: str, args) -> dict:
         epochs = len(timer.epoch_starts)
         cli = (timer.train_end - timer.epoch_starts[0]) / epochs
         row = dict(model=model, epochs=epochs, cli=cli, moves=moves.seconds / epochs,
+                   own_steps=sum(timer.steps) / epochs, own_median=statistics.median(timer.steps),
                    setup=timer.epoch_starts[0] - t.start, after=end - timer.train_end)
         # and again, from the parameters the CLI started from
         net = copy.deepcopy(objects["model"].model)
@@ -192,12 +215,15 @@ def bench(model: str, args) -> dict:
         row["n_train"], row["k"] = x.shape[0], net.num_components
         del objects
         log(f"{model}: bare loop, {epochs} steps")
-        after = bare_loop(model, net, x, cfg, epochs, clocks["after"]) / epochs
+        seconds, after_steps = bare_loop(model, net, x, cfg, epochs, clocks["after"])
+        after = seconds / epochs
         del net, x
     row.update(bare=(before + after) / 2, bare_before=before, bare_after=after,
+               bare_median=statistics.median(before_steps + after_steps),
                others={side: c.share() for side, c in clocks.items()})
     log(f"  CLI {row['cli']:.3f} s/epoch (moves {row['moves']:.3f}), bare {before:.3f} / "
-        f"{after:.3f} s/step")
+        f"{after:.3f} s/step; median step: CLI {row['own_median']:.3f} s, bare "
+        f"{row['bare_median']:.3f} s")
     return row
 
 
@@ -215,9 +241,10 @@ def git_version() -> str:
 def table(rows: list[dict], args) -> str:
     lines = [
         "| model | N train | D | K | epochs | bare s/epoch | CLI s/epoch | CLI ÷ bare | "
-        "of which moves s/epoch | CLI without the moves ÷ bare | bare before / after s | "
+        "of which moves s/epoch | CLI without the moves ÷ bare | CLI without the moves ÷ its own "
+        "steps | bare before / after s | "
         "CLI set-up s | CLI after s | others' CPU bare / CLI / bare |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         moves = f"{r['moves']:.3g}" if r["moves"] else "—"
@@ -225,6 +252,7 @@ def table(rows: list[dict], args) -> str:
             f"| {r['model']} | {r['n_train']:,} | {args.dims} | {r['k']} | {r['epochs']} | "
             f"{r['bare']:.3g} | {r['cli']:.3g} | {r['cli'] / r['bare']:.2f}× | {moves} | "
             f"{(r['cli'] - r['moves']) / r['bare']:.2f}× | "
+            f"{(r['cli'] - r['moves']) / r['own_steps']:.2f}× | "
             f"{r['bare_before']:.3g} / {r['bare_after']:.3g} | "
             f"{r['setup']:.3g} | {r['after']:.3g} | "
             + " / ".join(f"{100 * v:.0f}%" for v in r["others"].values()) + " |")

@@ -25,7 +25,7 @@ from torch import Tensor
 
 from mixtures.distributions import CovarianceType, FullCovariance, normalize_log_prob
 from mixtures.models.base import MixtureDensity
-from mixtures.models.init import check_init, initial_responsibilities
+from mixtures.models.init import check_init, initial_responsibilities, kmeans_labels
 
 __all__ = ["EMStatistics", "GaussianMixtureEM"]
 
@@ -266,7 +266,8 @@ class GaussianMixtureEM(MixtureDensity):
         return torch.logsumexp(self.restart_weighted_log_prob(x), -1)
 
     @torch.no_grad()
-    def statistics(self, x: Tensor, resp: Tensor | None = None) -> EMStatistics:
+    def statistics(self, x: Tensor, resp: Tensor | None = None,
+                   labels: Tensor | None = None) -> EMStatistics:
         """E-step on the points ``x`` ``[N, D]``: summed sufficient statistics.
 
         One pass over chunks of ``x``; per chunk two matrix products with its design matrix
@@ -275,7 +276,9 @@ class GaussianMixtureEM(MixtureDensity):
         They are added in float64 across chunks.
 
         With ``resp`` ``[N, R, K]`` given, those responsibilities are used instead of the
-        model's (an initialisation from hard or random assignments; log-likelihood left 0).
+        model's (an initialisation from hard or random assignments; log-likelihood left 0);
+        with ``labels`` ``[N, R]`` (int64), their one-hot responsibilities, formed a chunk at a
+        time.
         """
         x = self._check(x)
         r, k, d = self.num_restarts, self.num_components, self.num_features
@@ -289,20 +292,25 @@ class GaussianMixtureEM(MixtureDensity):
         total_f = torch.zeros(q, r, **f64) if shared else None
         part = x.new_empty(total.shape)  # one chunk's Gᵀ r, before it is added in float64
         loglik = torch.zeros(r, **f64)
-        if resp is None:
+        given = resp is not None or labels is not None
+        if not given:
             coef, shared_quad = self._score_matrix()
-            scores = x.new_empty(rows, rk)
+        scores = x.new_empty(rows, rk) if resp is None else None
+        offsets = torch.arange(0, rk, k, device=x.device)  # [R]: restart r's first column
         start = 0
         for chunk in x.split(rows):
             n = chunk.shape[0]
             g = self._design(chunk, buffer)
-            if resp is None:
+            if labels is not None:  # one-hot rows in the scores' buffer
+                r_chunk = scores[:n].zero_().scatter_(1, labels[start : start + n] + offsets,
+                                                      1.0)
+            elif resp is not None:
+                r_chunk = resp[start : start + n].to(g.dtype).reshape(n, rk)
+            else:
                 logp = self._score(g, coef, shared_quad, scores[:n]).view(n, r, k)
                 r_chunk, norm = normalize_log_prob(logp)  # [n, R, K], in place
                 loglik += norm.sum(0)
                 r_chunk = r_chunk.view(n, rk)
-            else:
-                r_chunk = resp[start : start + n].to(g.dtype).reshape(n, rk)
             start += n
             if shared:  # the features need only Σ_k r_nk: one column per restart
                 total += torch.mm(g[:, : 1 + d].T, r_chunk, out=part)
@@ -321,10 +329,14 @@ class GaussianMixtureEM(MixtureDensity):
         """Initialise every restart from the training points ``[N, D]``: an M-step from the
         responsibilities of ``init`` (or ``resp`` ``[N, R, K]``), then ``means_init`` if given."""
         x = self._check(x)
-        if resp is None:
-            resp = initial_responsibilities(x, self.num_components, self.num_restarts,
-                                            self.init, self.seed, self.kmeans_iters)
-        self.initialize_from_responsibilities(x, resp)
+        if resp is None and self.init == "kmeans":
+            self.initialize_from_labels(x, kmeans_labels(
+                x, self.num_components, self.num_restarts, self.seed, self.kmeans_iters))
+        else:
+            if resp is None:
+                resp = initial_responsibilities(x, self.num_components, self.num_restarts,
+                                                self.init, self.seed, self.kmeans_iters)
+            self.initialize_from_responsibilities(x, resp)
         if self.means_init is not None:
             self.means.copy_(self.means_init.to(self.means).expand_as(self.means))
 
@@ -335,6 +347,19 @@ class GaussianMixtureEM(MixtureDensity):
         x = self._check(x)
         self.shift.copy_(x.mean(0))
         self.m_step(self.statistics(x, resp))
+        self.initialized.fill_(True)
+
+    @torch.no_grad()
+    def initialize_from_labels(self, x: Tensor, labels: Tensor) -> None:
+        """:meth:`initialize_from_responsibilities` from hard labels ``[N, R]`` (int64, e.g.
+        k-means'), without forming their ``[N, R, K]`` one-hot tensor."""
+        x = self._check(x)
+        r, n = self.num_restarts, x.shape[0]
+        if labels.shape != (n, r) or labels.dtype != torch.int64:
+            raise ValueError(f"labels must be int64 of shape [N, R] = [{n}, {r}], got "
+                             f"{labels.dtype} {tuple(labels.shape)}.")
+        self.shift.copy_(x.mean(0))
+        self.m_step(self.statistics(x, labels=labels.to(x.device)))
         self.initialized.fill_(True)
 
     # -- M-step -------------------------------------------------------------------------------

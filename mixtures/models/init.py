@@ -24,7 +24,8 @@ from torch import Tensor
 from mixtures.distributions import CovarianceType
 from mixtures.models.kmeans import assign, kmeans_plusplus, kmeans_restarts
 
-__all__ = ["INIT_METHODS", "check_init", "cluster_moments", "initial_responsibilities"]
+__all__ = ["INIT_METHODS", "check_init", "cluster_moments", "initial_responsibilities",
+           "kmeans_labels"]
 
 INIT_METHODS = ("kmeans", "k-means++", "random", "random_from_data")
 
@@ -36,6 +37,19 @@ def check_init(method: str, kmeans_iters: int = 1, name: str = "init") -> None:
                          f"of {INIT_METHODS}.")
     if not (isinstance(kmeans_iters, int) and kmeans_iters >= 0):
         raise ValueError(f"kmeans_iters must be an integer ≥ 0, got {kmeans_iters!r}.")
+
+
+@torch.no_grad()
+def kmeans_labels(x: Tensor, num_components: int, num_restarts: int = 1, seed: int = 0,
+                  kmeans_iters: int = 100, generator: torch.Generator | None = None) -> Tensor:
+    """The hard labels ``[N, R]`` (int64) of ``init="kmeans"``: restart r seeds with
+    ``seed + r`` (or ``generator`` alone, R = 1); :func:`initial_responsibilities` one-hot
+    encodes them. A model that takes labels directly saves the ``[N, R, K]`` tensor."""
+    if generator is not None and num_restarts != 1:
+        raise ValueError("a generator serves one restart; pass seed for several.")
+    gens = [generator or torch.Generator(device=x.device).manual_seed(seed + r)
+            for r in range(num_restarts)]
+    return kmeans_restarts(x, num_components, gens, kmeans_iters)[1]
 
 
 @torch.no_grad()
@@ -75,7 +89,7 @@ def initial_responsibilities(
     gens = [generator or torch.Generator(device=x.device).manual_seed(seed + r)
             for r in range(num_restarts)]
     if method == "kmeans":  # Lloyd for all restarts at once, each from its own seeds
-        _, labels = kmeans_restarts(x, k, gens, kmeans_iters)  # [N, R]
+        labels = kmeans_labels(x, k, num_restarts, seed, kmeans_iters, generator)  # [N, R]
         return resp.scatter_(2, labels[..., None], 1.0)
     rows, arange = torch.arange(n, device=x.device), torch.arange(k, device=x.device)
     for r, gen in enumerate(gens):

@@ -16,7 +16,9 @@ Used to initialise mixture models; no scikit-learn at run time. What makes it fa
   the data's dtype (at most a block of points each) and added up in float64.
 - **Seeding and a first Lloyd run on a subsample.** :func:`kmeans` seeds with k-means++ (greedy
   local trials, as scikit-learn) on ``_SAMPLE`` random points and runs Lloyd there first; Lloyd
-  on all points then starts near its fixed point and needs few passes over the data.
+  on all points then starts near its fixed point and needs few passes over the data — none
+  when the subsample has ``_FULL_SKIP_PER_CLUSTER`` points per cluster: its centres are then as
+  good to a fraction of a percent of inertia, and one pass labels all points.
 - **Restarts together.** :func:`kmeans_restarts` runs Lloyd for R restarts with one
   ``[rows, R·K]`` product per block; a restart that has converged is frozen, so each restart
   gives what it gives alone.
@@ -45,6 +47,10 @@ _SAMPLE_FRACTION = 16
 _SAMPLE_PER_CLUSTER = 32
 _SAMPLE_RTOL = 1e-5
 _RTOL = 1e-4
+#: with this many subsample points per cluster, Lloyd on all points is skipped by default: the
+#: subsample's centres are then within ~K/M of the full data's (excess inertia ≤ 0.3% measured
+#: on overlapping blobs, 0.01% on separated ones) and one labelling pass remains
+_FULL_SKIP_PER_CLUSTER = 1000
 #: elements of a ``[rows, K]`` block of distances: in cache on a CPU, a large batch on a GPU
 _BLOCK_CPU, _BLOCK_GPU = 2**18, 2**26
 #: float32 distances give the centre index at most this many low mantissa bits
@@ -281,6 +287,7 @@ def kmeans_restarts(
     generators: Sequence[torch.Generator | None],
     num_iters: int = 100,
     tol: float = 1e-4,
+    full_iters: int | None = None,
 ) -> tuple[Tensor, Tensor]:
     """R k-means runs, Lloyd's iterations batched over restarts.
 
@@ -300,6 +307,10 @@ def kmeans_restarts(
         num_iters: maximum Lloyd iterations (centre updates), on the sample and on all points.
         tol: scikit-learn's: stop when the squared centre shifts sum to ≤ ``tol`` × the mean
             per-feature variance of ``x``.
+        full_iters: maximum Lloyd iterations on all points after the subsample's; 0 returns
+            the nearest-centre labels of the subsample's centres (one pass over the points).
+            Default: 0 when the subsample holds at least ``_FULL_SKIP_PER_CLUSTER`` points per
+            cluster, else ``num_iters``.
 
     Returns:
         centres ``[R, K, D]`` (in ``x``'s dtype) and labels ``[N, R]`` (nearest centre), the
@@ -326,7 +337,9 @@ def kmeans_restarts(
                                  for _ in range(tries)])  # [tries, K, D]
             cand, _, inertia = _lloyd(sample, seeds, num_iters, tol, _SAMPLE_RTOL)
             starts.append(cand[inertia.argmin()])
-        centres, labels, _ = _lloyd(p, torch.stack(starts), num_iters, tol, _RTOL)
+        if full_iters is None:
+            full_iters = 0 if m >= _FULL_SKIP_PER_CLUSTER * k else num_iters
+        centres, labels, _ = _lloyd(p, torch.stack(starts), full_iters, tol, _RTOL)
     # canonical order, largest cluster first (a stick-breaking prior favours it)
     offsets = torch.arange(0, r * k, k, device=x.device)  # [R]
     sizes = torch.bincount((labels + offsets).flatten(), minlength=r * k).reshape(r, k)

@@ -24,6 +24,7 @@ from mixtures.models import (
     MixtureDensity,
     VariationalGMM,
 )
+from mixtures.models.base import all_finite
 
 TYPES = {"full": FullCovariance, "diag": DiagCovariance, "spherical": ScalarCovariance,
          "tied": SharedFullCovariance}
@@ -152,3 +153,18 @@ def test_wrong_feature_count_names_the_sizes():
         model.predict(torch.randn(4, 2))
     with pytest.raises(ValueError, match="num_features must be an integer ≥ 1"):
         GaussianMixtureModel(2, 0)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_all_finite_finds_every_non_finite_value_and_tolerates_an_overflowing_sum(dtype):
+    big = torch.finfo(dtype).max / 4
+    x = torch.full((1000, 3), big, dtype=dtype)  # finite, but its sum overflows
+    assert all_finite(x)
+    assert all_finite(torch.empty(0, 3, dtype=dtype))
+    for bad in (math.nan, math.inf, -math.inf):
+        y = torch.randn(1000, 3, dtype=dtype)
+        y[417, 2] = bad
+        assert not all_finite(y)
+    y = torch.full((10, 2), big, dtype=dtype)
+    y[3, 1] = math.inf
+    assert not all_finite(y)

@@ -18,6 +18,7 @@ from mixtures.distributions import (
     normalize_log_prob,
 )
 from mixtures.models.em import GaussianMixtureEM, initial_responsibilities
+from mixtures.models.init import kmeans_labels
 
 
 def _engine(x, cov, restarts=1, chunk=None, init="kmeans", dtype=torch.float64):
@@ -179,3 +180,27 @@ def test_normalize_log_prob_zeros_below_the_cut_and_keeps_minus_infinity():
         torch.testing.assert_close(norm, torch.logsumexp(logp, -1))
         torch.testing.assert_close(resp, torch.softmax(logp, -1), atol=1e-7, rtol=0)
         torch.testing.assert_close(resp.sum(-1), torch.ones(500, dtype=dtype))
+
+
+@pytest.mark.parametrize("cov", [FullCovariance, SharedFullCovariance, DiagCovariance])
+def test_initialize_from_labels_equals_the_one_hot_responsibilities(data, cov):
+    """Hard labels ``[N, R]`` give the parameters their one-hot ``[N, R, K]`` give, in chunks
+    smaller than the data; ``initialize`` with ``init="kmeans"`` takes this path."""
+    x = data
+    labels = kmeans_labels(x, 4, 2, seed=5)  # [N, 2]
+    one_hot = torch.zeros(x.shape[0], 2, 4, dtype=x.dtype).scatter_(2, labels[..., None], 1.0)
+    a = GaussianMixtureEM(4, 5, cov(), num_restarts=2, chunk_elements=4096).double()
+    b = GaussianMixtureEM(4, 5, cov(), num_restarts=2, chunk_elements=4096).double()
+    a.initialize_from_labels(x, labels)
+    b.initialize_from_responsibilities(x, one_hot)
+    for name in ("log_weights", "means", "raw_covariance", "shift"):
+        torch.testing.assert_close(getattr(a, name), getattr(b, name), rtol=1e-12, atol=1e-12)
+    c = GaussianMixtureEM(4, 5, cov(), num_restarts=2, init="kmeans", seed=5).double()
+    c.initialize(x)
+    torch.testing.assert_close(c.means, a.means, rtol=1e-12, atol=1e-12)
+
+
+def test_initialize_from_labels_rejects_wrong_shapes(data):
+    em = GaussianMixtureEM(4, 5, DiagCovariance(), num_restarts=2).double()
+    with pytest.raises(ValueError, match=r"labels must be int64 of shape \[N, R\]"):
+        em.initialize_from_labels(data, torch.zeros(data.shape[0], dtype=torch.int64))

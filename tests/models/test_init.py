@@ -15,6 +15,7 @@ from mixtures.models.init import (
     check_init,
     cluster_moments,
     initial_responsibilities,
+    kmeans_labels,
 )
 from mixtures.models.kmeans import assign, kmeans, kmeans_plusplus
 
@@ -127,3 +128,14 @@ def test_restarts_on_a_subsample_use_seed_plus_r(monkeypatch):
     for r in range(3):
         single = initial_responsibilities(x, 4, 1, "kmeans", seed=20 + r, kmeans_iters=30)
         assert torch.equal(resp[:, r], single[:, 0])
+
+
+def test_kmeans_labels_are_the_kmeans_responsibilities():
+    """``kmeans_labels`` ``[N, R]`` one-hot encoded is ``initial_responsibilities(kmeans)``."""
+    x, _, _ = make_blobs(3000, 3, 5, separation=2.0, seed=9)
+    labels = kmeans_labels(x, 5, 3, seed=4)
+    resp = initial_responsibilities(x, 5, 3, "kmeans", 4)
+    assert labels.shape == (3000, 3) and labels.dtype == torch.int64
+    assert torch.equal(resp.argmax(-1), labels) and bool((resp.sum(-1) == 1).all())
+    with pytest.raises(ValueError, match="a generator serves one restart"):
+        kmeans_labels(x, 5, 2, generator=torch.Generator())
