@@ -33,7 +33,11 @@ except ImportError:  # scikit-learn is a dev dependency only
         """Warned when the best restart did not converge."""
 
 
-__all__ = ["GaussianMixture", "NotFittedError", "ConvergenceWarning"]
+__all__ = ["GaussianMixture", "InvalidParameterError", "NotFittedError", "ConvergenceWarning"]
+
+
+class InvalidParameterError(ValueError, TypeError):
+    """A constructor argument of the wrong type or out of range (scikit-learn's, by name)."""
 
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
@@ -99,19 +103,39 @@ class GaussianMixture:
 
     # -- validation ------------------------------------------------------------------------------
     def _settings(self) -> tuple[torch.device, torch.dtype]:
-        """Check the constructor arguments (at fit time, as scikit-learn); device and dtype."""
-        for name in ("n_components", "max_iter", "n_init", "verbose_interval"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
-                raise ValueError(f"{name} must be an integer ≥ 1, got {value!r}.")
-        for name, choices in (("covariance_type", tuple(dist.SKLEARN_COVARIANCE_TYPES)),
-                              ("init_params", INIT_METHODS)):
-            if getattr(self, name) not in choices:
-                raise ValueError(f"{name}={getattr(self, name)!r} is unknown; choose one of "
-                                 f"{choices}.")
-        for name, default in (("tol", 1e-3), ("reg_covar", 1e-6)):
-            if not getattr(self, name) >= 0:
-                raise ValueError(f"{name} must be ≥ 0, got {getattr(self, name)!r} ({default=}).")
+        """Check the constructor arguments (at fit time, as scikit-learn, in its wording);
+        device and dtype."""
+        name = type(self).__name__
+
+        def invalid(param: str, what: str) -> InvalidParameterError:
+            return InvalidParameterError(f"The {param!r} parameter of {name} must be {what}. "
+                                         f"Got {getattr(self, param)!r} instead.")
+
+        def is_int(value) -> bool:
+            return isinstance(value, int | np.integer) and not isinstance(value, bool | np.bool_)
+
+        for param in ("n_components", "max_iter", "n_init", "verbose_interval"):
+            if not (is_int(getattr(self, param)) and getattr(self, param) >= 1):
+                raise invalid(param, "an int in the range [1, inf)")
+        for param in ("tol", "reg_covar"):
+            value = getattr(self, param)
+            if not (isinstance(value, float | int | np.number) and not isinstance(
+                    value, bool | np.bool_ | complex | np.complexfloating) and value >= 0):
+                raise invalid(param, "a float in the range [0.0, inf)")
+        for param, choices in (("covariance_type", tuple(dist.SKLEARN_COVARIANCE_TYPES)),
+                               ("init_params", INIT_METHODS)):
+            if not (isinstance(getattr(self, param), str) and getattr(self, param) in choices):
+                raise invalid(param, "a str among {" + ", ".join(map(repr, choices)) + "}")
+        if not isinstance(self.warm_start, bool | np.bool_):
+            raise invalid("warm_start", "an instance of 'bool'")
+        if not (isinstance(self.verbose, bool | np.bool_) or is_int(self.verbose)
+                and self.verbose >= 0):
+            raise invalid("verbose", "an int in the range [0, inf) or an instance of 'bool'")
+        rs = self.random_state
+        if not (rs is None or isinstance(rs, np.random.RandomState | np.random.Generator)
+                or is_int(rs) and 0 <= rs <= 2**32 - 1):
+            raise invalid("random_state", "an int in the range [0, 4294967295], an instance of "
+                          "'numpy.random.RandomState' or 'numpy.random.Generator', or None")
         dtype = _DTYPES.get(str(self.dtype or "float32").removeprefix("torch."))
         if dtype is None:
             raise ValueError(f"dtype={self.dtype!r} is not supported; use torch.float32 "
@@ -123,18 +147,39 @@ class GaussianMixture:
         return device, dtype
 
     def _tensor(self, X, device: torch.device, dtype: torch.dtype) -> Tensor:
-        """Points ``[N, D]`` from an array-like or a tensor, checked and moved."""
+        """Points ``[N, D]`` from an array-like or a tensor, checked (as scikit-learn's
+        ``check_array``, numpy only) and moved; no copy of a contiguous tensor of the working
+        dtype and device."""
+        name = type(self).__name__
         if isinstance(X, Tensor):
+            if X.layout != torch.strided:
+                raise TypeError(f"{name} requires dense input, got a sparse tensor "
+                                f"({X.layout}); convert it with X.to_dense().")
+            if X.is_complex():
+                raise ValueError(f"Complex data not supported (X has dtype {X.dtype}); pass "
+                                 "the real part (X.real) or real and imaginary parts as "
+                                 "separate features.")
             x = X.detach().to(device, dtype)
         else:  # one conversion, straight to the engine's dtype (no float64 copy on the way)
+            if type(X).__module__.startswith("scipy.sparse") or hasattr(X, "tocsr"):
+                raise TypeError(f"{name} requires dense input, got a sparse matrix "
+                                f"({type(X).__name__}); convert it with X.toarray().")
             arr = np.asarray(X)
-            if not np.issubdtype(arr.dtype, np.number) or np.iscomplexobj(arr):
+            if np.iscomplexobj(arr):
+                raise ValueError(f"Complex data not supported (X has dtype {arr.dtype}); pass "
+                                 "the real part (X.real) or real and imaginary parts as "
+                                 "separate features.")
+            if not np.issubdtype(arr.dtype, np.number):
                 arr = np.asarray(X, dtype=np.float64)  # as scikit-learn: numeric or an error
             x = torch.as_tensor(np.ascontiguousarray(arr), device=device).to(dtype)
         if x.dim() != 2:
             raise ValueError(f"Expected a 2-D array [n_samples, n_features], got shape "
                              f"{list(x.shape)}; reshape with X.reshape(-1, 1) for a single "
                              "feature or X.reshape(1, -1) for a single sample.")
+        for count, what in ((x.shape[0], "sample"), (x.shape[1], "feature")):
+            if count == 0:
+                raise ValueError(f"Found array with 0 {what}(s) (shape={tuple(x.shape)}) while "
+                                 f"a minimum of 1 is required by {name}.")
         if not all_finite(x):
             raise ValueError("X contains NaN or infinity; remove or impute those values.")
         return x
@@ -167,7 +212,7 @@ class GaussianMixture:
         the covariance type ``cov``)."""
         k, d = int(self.n_components), x.shape[1]
         w, m, p = (None if a is None else torch.as_tensor(
-            np.asarray(a.detach().cpu() if isinstance(a, Tensor) else a, dtype=np.float64),
+            np.array(a.detach().cpu() if isinstance(a, Tensor) else a, dtype=np.float64),
             dtype=x.dtype, device=x.device)
             for a in (self.weights_init, self.means_init, self.precisions_init))
         if w is not None and (w.shape != (k,) or bool((w < 0).any())

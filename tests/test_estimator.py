@@ -242,12 +242,13 @@ X_GOOD = np.random.RandomState(0).normal(size=(20, 2))
 
 
 @pytest.mark.parametrize(("kwargs", "x", "match"), [
-    ({"n_components": 0}, X_GOOD, "n_components must be an integer ≥ 1"),
-    ({"covariance_type": "banana"}, X_GOOD, "covariance_type='banana' is unknown"),
-    ({"init_params": "kmeans+"}, X_GOOD, "init_params='kmeans\\+' is unknown"),
-    ({"reg_covar": -1.0}, X_GOOD, "reg_covar must be ≥ 0"),
-    ({"max_iter": 0}, X_GOOD, "max_iter must be an integer ≥ 1"),
-    ({"n_init": 0}, X_GOOD, "n_init must be an integer ≥ 1"),
+    ({"n_components": 0}, X_GOOD, "The 'n_components' parameter of GaussianMixture must be an "
+     "int in the range \\[1, inf\\). Got 0 instead."),
+    ({"covariance_type": "banana"}, X_GOOD, "'covariance_type' parameter .* Got 'banana'"),
+    ({"init_params": "kmeans+"}, X_GOOD, "'init_params' parameter .* Got 'kmeans\\+'"),
+    ({"reg_covar": -1.0}, X_GOOD, "'reg_covar' parameter .* must be a float in the range"),
+    ({"max_iter": 0}, X_GOOD, "'max_iter' parameter .* int in the range \\[1, inf\\)"),
+    ({"n_init": 0}, X_GOOD, "'n_init' parameter .* int in the range \\[1, inf\\)"),
     ({"dtype": "float16"}, X_GOOD, "dtype='float16' is not supported"),
     ({}, np.where(np.eye(20, 2) > 0, np.nan, X_GOOD), "NaN or infinity"),
     ({}, np.where(np.eye(20, 2) > 0, np.inf, X_GOOD), "NaN or infinity"),
