@@ -282,6 +282,7 @@ class GaussianMixture:
             em = self._em  # continue from the previous fit's parameters and lower bound
             out = em.fit(x, self.max_iter, self.tol, lower_bound=torch.tensor(self.lower_bound_))
             self._report(out["trace"], out["converged"].tolist())
+            self._check_covariances(em)
             converged, lower = bool(out["converged"][0]), float(out["lower_bound"][0])
             trace = out["trace"][:, 0].tolist()
         else:
@@ -289,6 +290,7 @@ class GaussianMixture:
             self._initialize(em, x)
             out = em.fit(x, self.max_iter, self.tol)
             self._report(out["trace"], out["converged"].tolist())
+            self._check_covariances(em)
             best = int(out["lower_bound"].nan_to_num(nan=-torch.inf).argmax())  # first of ties
             em.keep_restart(best)
             converged, lower = bool(out["converged"][best]), float(out["lower_bound"][best])
@@ -302,6 +304,37 @@ class GaussianMixture:
                           "parameters, or increase max_iter, tol, or check for degenerate data.",
                           ConvergenceWarning, stacklevel=3)
         return x
+
+    #: a variance below this many rounding errors of its second moment is not resolved
+    _NOISE_FACTOR = 100.0
+
+    @staticmethod
+    def _unresolved(em: GaussianMixtureEM) -> Tensor:
+        """Restarts ``[R]`` (bool) where some component's variance along some feature is within
+        rounding noise of its moments: the engine forms ``Σ = E[x xᵀ] − μ μᵀ`` (about its
+        shift), so a (conditional) variance ``L_ii²`` under ~100 ε ``E[(x_i − shift_i)²]``
+        is rounding error, not data (singleton or collapsed points, or too few points for D
+        features). Exactly constant features have zero moments and are not flagged."""
+        d = em.num_features
+        if not em.cov.learnable:
+            return torch.zeros(em.num_restarts, dtype=torch.bool, device=em.means.device)
+        tril = em.cov.scale_tril(em.raw_covariance, d).double()  # [R, K or 1, D, D]
+        variance = tril.square().sum(-1)  # Σ_ii [R, K or 1, D]
+        moment = (em.means.double() - em.shift.double()).square() + variance  # [R, K, D]
+        if em.cov.shared:
+            moment = moment.amax(-2, keepdim=True)
+        noise = GaussianMixture._NOISE_FACTOR * torch.finfo(em.means.dtype).eps * moment
+        conditional = tril.diagonal(dim1=-2, dim2=-1).square()  # L_ii² [R, K or 1, D]
+        return (conditional <= noise).flatten(1).any(-1)
+
+    def _check_covariances(self, em: GaussianMixtureEM) -> None:
+        """As scikit-learn (whose Cholesky factorisation fails there): with ``reg_covar=0``,
+        a covariance that is not resolved from the data in any restart is an error."""
+        if self.reg_covar == 0 and bool(self._unresolved(em).any()):
+            raise ValueError("Fitting the mixture model failed because some components have "
+                             "ill-defined empirical covariance (for instance caused by "
+                             "singleton or collapsed samples). Try to decrease the number of "
+                             "components, or increase reg_covar.")
 
     def _report(self, trace: Tensor, converged: list[bool]) -> None:
         """scikit-learn-style progress from the lower-bound trace ``[T, R]`` (after the fact)."""

@@ -96,3 +96,30 @@ def test_zero_features_named_in_user_terms():
         GaussianMixture(2).fit(np.zeros((10, 0)))
     with pytest.raises(ValueError, match="0 sample"):
         GaussianMixture(2).fit(np.zeros((0, 3)))
+
+
+ILL_DEFINED = ("Fitting the mixture model failed because some components have ill-defined "
+               "empirical covariance \\(for instance caused by singleton or collapsed samples\\). "
+               "Try to decrease the number of components, or increase reg_covar.")
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("covariance_type", ["full", "tied", "diag", "spherical",
+                                             "shared_spherical"])
+def test_reg_covar_zero_on_collapsed_points_raises_as_sklearn(covariance_type, dtype):
+    collapsed = np.repeat(np.random.RandomState(1).normal(size=(3, 2)), 20, axis=0)
+    with pytest.raises(ValueError, match=ILL_DEFINED):
+        GaussianMixture(3, covariance_type=covariance_type, reg_covar=0.0, random_state=0,
+                        dtype=dtype).fit(collapsed)
+    # the default reg_covar keeps the same fit well defined; so does data with a spread
+    model = GaussianMixture(3, covariance_type=covariance_type, random_state=0,
+                            dtype=dtype).fit(collapsed)
+    assert np.isfinite(model.lower_bound_) and np.isfinite(model.precisions_).all()
+    GaussianMixture(3, covariance_type=covariance_type, reg_covar=0.0, random_state=0,
+                    dtype=dtype).fit(X)
+
+
+def test_reg_covar_zero_with_a_singleton_raises():
+    x = np.vstack([X[:, :2], [[40.0, 40.0]]])  # one far point: its own component
+    with pytest.raises(ValueError, match=ILL_DEFINED):
+        GaussianMixture(3, reg_covar=0.0, random_state=0).fit(x)
