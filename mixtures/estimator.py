@@ -12,6 +12,7 @@ Letters: N points, R restarts, K components, D features.
 from __future__ import annotations
 
 import inspect
+import math
 import warnings
 
 import numpy as np
@@ -52,6 +53,20 @@ def _seed(random_state) -> int:
     return int((random_state or np.random.default_rng()).integers(2**31 - 1))
 
 
+#: data whose largest magnitude lies in [2⁻²⁰, 2²⁰] are fitted as given; others are divided by
+#: a power of two (exact) that brings it near 1 (float32 second moments overflow from ~1e18)
+_SCALE_LIMIT = 2.0**20
+
+
+def _data_scale(x) -> float:
+    """A power of two near the largest magnitude of the points ``x`` (numpy or torch), or 1
+    when that is already in ``[2⁻²⁰, 2²⁰]`` (or zero, or not finite: checked later)."""
+    top = max(float(x.max()), -float(x.min()))
+    if not (math.isfinite(top) and top > 0) or 1 / _SCALE_LIMIT <= top <= _SCALE_LIMIT:
+        return 1.0
+    return math.ldexp(1.0, round(math.log2(top)))
+
+
 class GaussianMixture:
     """Gaussian mixture fitted by EM, with scikit-learn's API (see its documentation).
 
@@ -67,6 +82,14 @@ class GaussianMixture:
     ``lower_bounds_``, ``n_features_in_``. They are read-only copies: predictions come from the
     engine. Differences: ``max_iter`` must be ≥ 1; float32 by default whatever the input dtype;
     ``random_state`` seeds torch generators, so draws differ from scikit-learn's.
+
+    Numerics: points whose largest magnitude lies outside ``[2⁻²⁰, 2²⁰]`` are fitted divided
+    by a power of two (exact; ``reg_covar`` and the initial parameters follow, and every
+    result is mapped back, log-densities by ``−D log s``), so float32 fits data on a scale of
+    1e18 or 1e-15 (a fixed "unit" covariance is not rescaled). A fit whose covariances lie
+    within the working dtype's rounding of the data's second moments warns (RuntimeWarning:
+    use float64 or a larger ``reg_covar``); with ``reg_covar=0`` it raises, as scikit-learn;
+    non-finite fitted parameters always raise.
     """
 
     def __init__(self, n_components=1, *, covariance_type="full", tol=1e-3, reg_covar=1e-6,
@@ -146,10 +169,12 @@ class GaussianMixture:
                              "use device='cpu'.")
         return device, dtype
 
-    def _tensor(self, X, device: torch.device, dtype: torch.dtype) -> Tensor:
+    def _tensor(self, X, device: torch.device, dtype: torch.dtype,
+                scale: float | None = 1.0) -> Tensor:
         """Points ``[N, D]`` from an array-like or a tensor, checked (as scikit-learn's
-        ``check_array``, numpy only) and moved; no copy of a contiguous tensor of the working
-        dtype and device."""
+        ``check_array``, numpy only), divided by ``scale`` (None: choose it, see
+        :func:`_data_scale`; the choice is left in ``self._fit_scale``) in their own precision
+        and moved; no copy of a contiguous tensor of the working dtype and device at scale 1."""
         name = type(self).__name__
         if isinstance(X, Tensor):
             if X.layout != torch.strided:
@@ -159,7 +184,14 @@ class GaussianMixture:
                 raise ValueError(f"Complex data not supported (X has dtype {X.dtype}); pass "
                                  "the real part (X.real) or real and imaginary parts as "
                                  "separate features.")
-            x = X.detach().to(device, dtype)
+            x = X.detach()
+            if scale is None:
+                scale = self._fit_scale = _data_scale(x) if x.numel() else 1.0
+            if scale != 1.0 and x.dtype == torch.float64:  # exact: a power of two
+                x = x * (1.0 / scale)
+            x = x.to(device, dtype)
+            if scale != 1.0 and x.dtype != X.dtype:
+                x = x * (1.0 / scale)
         else:  # one conversion, straight to the engine's dtype (no float64 copy on the way)
             if type(X).__module__.startswith("scipy.sparse") or hasattr(X, "tocsr"):
                 raise TypeError(f"{name} requires dense input, got a sparse matrix "
@@ -171,6 +203,10 @@ class GaussianMixture:
                                  "separate features.")
             if not np.issubdtype(arr.dtype, np.number):
                 arr = np.asarray(X, dtype=np.float64)  # as scikit-learn: numeric or an error
+            if scale is None:
+                scale = self._fit_scale = _data_scale(arr) if arr.size else 1.0
+            if scale != 1.0:  # exact: a power of two, in the input's precision
+                arr = arr * (np.float32 if arr.dtype == np.float32 else np.float64)(1.0 / scale)
             x = torch.as_tensor(np.ascontiguousarray(arr), device=device).to(dtype)
         if x.dim() != 2:
             raise ValueError(f"Expected a 2-D array [n_samples, n_features], got shape "
@@ -184,12 +220,14 @@ class GaussianMixture:
             raise ValueError("X contains NaN or infinity; remove or impute those values.")
         return x
 
-    def _engine(self, d: int, restarts: int = 1) -> GaussianMixtureEM:
+    def _engine(self, d: int, restarts: int = 1, scale: float = 1.0) -> GaussianMixtureEM:
+        """The engine for points divided by ``scale`` (reg_covar in those units)."""
+        reg = self.reg_covar / scale**2  # exact: scale is a power of two
         # the floor on scales stays below √reg_covar, so that reg_covar alone regularises
-        floor = 0.5 * self.reg_covar**0.5 if self.reg_covar > 0 else 1e-8
+        floor = 0.5 * reg**0.5 if reg > 0 else 1e-8
         cov = dist.covariance_from_sklearn_name(self.covariance_type, min_scale=floor)
         return GaussianMixtureEM(int(self.n_components), d, cov,
-                                 num_restarts=int(restarts), reg_covar=self.reg_covar)
+                                 num_restarts=int(restarts), reg_covar=reg)
 
     def _fitted(self, X=None) -> GaussianMixtureEM | Tensor:
         """The engine (NotFittedError before ``fit``), or the points ``X`` checked for it."""
@@ -198,23 +236,24 @@ class GaussianMixture:
                                  "'fit' with appropriate arguments before using this estimator.")
         if X is None:
             return self._em
-        x = self._tensor(X, self._em.means.device, self._em.means.dtype)
+        x = self._tensor(X, self._em.means.device, self._em.means.dtype, self._scale)
         if x.shape[1] != self.n_features_in_:
             raise ValueError(f"X has {x.shape[1]} features, but {type(self).__name__} is "
                              f"expecting {self.n_features_in_} features as input.")
         return x
 
     # -- initialisation ----------------------------------------------------------------------------
-    def _user_init(self, cov: dist.CovarianceType, x: Tensor
+    def _user_init(self, cov: dist.CovarianceType, x: Tensor, scale: float = 1.0
                    ) -> tuple[Tensor | None, Tensor | None, Tensor | None]:
         """weights_init ``[K]``, means_init ``[K, D]`` and precisions_init as dense covariances
         ``[K, D, D]`` (None where not given), checked against scikit-learn's shapes (those of
-        the covariance type ``cov``)."""
+        the covariance type ``cov``), in the units of the points divided by ``scale``."""
         k, d = int(self.n_components), x.shape[1]
         w, m, p = (None if a is None else torch.as_tensor(
-            np.array(a.detach().cpu() if isinstance(a, Tensor) else a, dtype=np.float64),
+            np.array(a.detach().cpu() if isinstance(a, Tensor) else a, dtype=np.float64) * f,
             dtype=x.dtype, device=x.device)
-            for a in (self.weights_init, self.means_init, self.precisions_init))
+            for a, f in ((self.weights_init, 1.0), (self.means_init, 1.0 / scale),
+                         (self.precisions_init, scale**2)))
         if w is not None and (w.shape != (k,) or bool((w < 0).any())
                               or abs(float(w.sum()) - 1) > 1e-6):
             raise ValueError(f"weights_init must be {k} non-negative numbers summing to 1; "
@@ -241,7 +280,7 @@ class GaussianMixture:
     def _initialize(self, em: GaussianMixtureEM, x: Tensor) -> None:
         """As scikit-learn: an M-step from the init responsibilities of every restart, then the
         user's weights / means / precisions where given (no responsibilities if all are)."""
-        given = self._user_init(em.cov, x)
+        given = self._user_init(em.cov, x, self._scale)
         if all(g is not None for g in given):
             em.set_parameters(*given, shift=x.mean(0))
             return
@@ -269,50 +308,63 @@ class GaussianMixture:
     def _fit(self, X) -> Tensor:
         """Fit on ``X``; returns the checked points on the engine's device and dtype."""
         device, dtype = self._settings()
-        x = self._tensor(X, device, dtype)
+        warm = self.warm_start and hasattr(self, "converged_")
+        # points divided by a power of two (exact, and a GMM is equivariant): parameters and
+        # log-densities are mapped back in _export / the prediction methods
+        unscaled = self.covariance_type == "unit"  # a fixed covariance: not scale-equivariant
+        x = self._tensor(X, device, dtype, self._scale if warm else 1.0 if unscaled else None)
+        scale = self._scale if warm else 1.0 if unscaled else self._fit_scale
         n, d = x.shape
         if n < max(2, self.n_components):
             raise ValueError(f"Expected n_samples >= max(2, n_components), got n_samples={n}, "
                              f"n_components={self.n_components}; lower n_components.")
-        warm = self.warm_start and hasattr(self, "converged_")
+        shift = d * math.log(scale)  # log-densities of the given points: minus this
         if warm:
             if d != self.n_features_in_:
                 raise ValueError(f"warm_start: X has {d} features, the model {self.n_features_in_}"
                                  "; set warm_start=False to refit from scratch.")
             em = self._em  # continue from the previous fit's parameters and lower bound
-            out = em.fit(x, self.max_iter, self.tol, lower_bound=torch.tensor(self.lower_bound_))
+            out = em.fit(x, self.max_iter, self.tol,
+                         lower_bound=torch.tensor(self.lower_bound_ + shift))
             self._report(out["trace"], out["converged"].tolist())
             self._check_covariances(em)
-            converged, lower = bool(out["converged"][0]), float(out["lower_bound"][0])
-            trace = out["trace"][:, 0].tolist()
+            converged, lower = bool(out["converged"][0]), float(out["lower_bound"][0]) - shift
+            trace = (out["trace"][:, 0].double() - shift).tolist()
         else:
-            em = self._engine(d, self.n_init).to(device, dtype)
+            em = self._engine(d, self.n_init, scale).to(device, dtype)
+            self._scale = scale
             self._initialize(em, x)
             out = em.fit(x, self.max_iter, self.tol)
             self._report(out["trace"], out["converged"].tolist())
             self._check_covariances(em)
             best = int(out["lower_bound"].nan_to_num(nan=-torch.inf).argmax())  # first of ties
             em.keep_restart(best)
-            converged, lower = bool(out["converged"][best]), float(out["lower_bound"][best])
-            trace = out["trace"][: int(out["n_iter"][best]), best].tolist()
+            converged = bool(out["converged"][best])
+            lower = float(out["lower_bound"][best]) - shift
+            trace = (out["trace"][: int(out["n_iter"][best]), best].double() - shift).tolist()
         self._em, self.n_features_in_ = em, d
         self.converged_, self.n_iter_, self.lower_bound_, self.lower_bounds_ = \
             converged, len(trace), lower, trace
         self._export()
+        # rounding errors of a conditional variance grow with the features before it: D ε
+        if self.reg_covar > 0 and bool(self._unresolved(em, float(d)).any()):
+            warnings.warn(f"Some fitted covariances are within {dtype} rounding error of the "
+                          "data's second moments (too few points for the number of features, "
+                          "collapsed points, or data far from their mean compared with their "
+                          "spread), so they and the scores are not reliable. Fit with "
+                          "dtype=torch.float64, or a larger reg_covar.", RuntimeWarning,
+                          stacklevel=3)
         if not converged:
             warnings.warn("Best performing initialization did not converge. Try different init "
                           "parameters, or increase max_iter, tol, or check for degenerate data.",
                           ConvergenceWarning, stacklevel=3)
         return x
 
-    #: a variance below this many rounding errors of its second moment is not resolved
-    _NOISE_FACTOR = 100.0
-
     @staticmethod
-    def _unresolved(em: GaussianMixtureEM) -> Tensor:
+    def _unresolved(em: GaussianMixtureEM, factor: float) -> Tensor:
         """Restarts ``[R]`` (bool) where some component's variance along some feature is within
         rounding noise of its moments: the engine forms ``Σ = E[x xᵀ] − μ μᵀ`` (about its
-        shift), so a (conditional) variance ``L_ii²`` under ~100 ε ``E[(x_i − shift_i)²]``
+        shift), so a (conditional) variance ``L_ii²`` under ``factor`` ε ``E[(x_i − shift_i)²]``
         is rounding error, not data (singleton or collapsed points, or too few points for D
         features). Exactly constant features have zero moments and are not flagged."""
         d = em.num_features
@@ -323,14 +375,14 @@ class GaussianMixture:
         moment = (em.means.double() - em.shift.double()).square() + variance  # [R, K, D]
         if em.cov.shared:
             moment = moment.amax(-2, keepdim=True)
-        noise = GaussianMixture._NOISE_FACTOR * torch.finfo(em.means.dtype).eps * moment
+        noise = factor * torch.finfo(em.means.dtype).eps * moment
         conditional = tril.diagonal(dim1=-2, dim2=-1).square()  # L_ii² [R, K or 1, D]
         return (conditional <= noise).flatten(1).any(-1)
 
     def _check_covariances(self, em: GaussianMixtureEM) -> None:
         """As scikit-learn (whose Cholesky factorisation fails there): with ``reg_covar=0``,
         a covariance that is not resolved from the data in any restart is an error."""
-        if self.reg_covar == 0 and bool(self._unresolved(em).any()):
+        if self.reg_covar == 0 and bool(self._unresolved(em, 100.0).any()):
             raise ValueError("Fitting the mixture model failed because some components have "
                              "ill-defined empirical covariance (for instance caused by "
                              "singleton or collapsed samples). Try to decrease the number of "
@@ -353,11 +405,17 @@ class GaussianMixture:
         tril = em.cov.scale_tril(em.raw_covariance, d)[0]  # L [K or 1, D, D]
         eye = torch.eye(d, dtype=tril.dtype, device=tril.device)
         prec_chol = torch.linalg.solve_triangular(tril, eye, upper=False).mT  # L⁻ᵀ
-        cov, prec = tril @ tril.mT, prec_chol @ prec_chol.mT
+        s = self._scale  # back to the units of the data: exact (a power of two)
+        cov, prec = tril @ tril.mT * s**2, prec_chol @ prec_chol.mT / s**2
         np_ = lambda t: em.cov.to_sklearn(t).contiguous().cpu().numpy()  # noqa: E731
-        self.weights_, self.means_ = em.weights[0].cpu().numpy(), em.means[0].cpu().numpy()
+        self.weights_, self.means_ = em.weights[0].cpu().numpy(), (em.means[0] * s).cpu().numpy()
         self.covariances_, self.precisions_, self.precisions_cholesky_ = \
-            np_(cov), np_(prec), np_(prec_chol)
+            np_(cov), np_(prec), np_(prec_chol / s)
+        for name in ("weights_", "means_", "covariances_", "precisions_", "precisions_cholesky_"):
+            if not np.isfinite(getattr(self, name)).all():
+                raise ValueError(f"Fitting gave non-finite {name} in {em.means.dtype} (data on "
+                                 f"a scale of {s:.3g}, variances up to ~{s * s:.3g}); fit with "
+                                 "dtype=torch.float64, or standardise X, or increase reg_covar.")
 
     # -- inference ---------------------------------------------------------------------------------
     # -- the prediction API: the engine's (mixtures.models.base.MixtureDensity), as numpy -------
@@ -371,15 +429,20 @@ class GaussianMixture:
         x = self._fitted(X)  # NotFittedError before touching the engine
         return self._em.predict_proba(x).cpu().numpy()
 
+    def _log_scale(self) -> float:
+        """``D log s``: log-densities of the given points are the engine's minus this."""
+        return self.n_features_in_ * math.log(self._scale)
+
     def score_samples(self, X) -> np.ndarray:
         """Log-density of every point ``[N]``."""
         x = self._fitted(X)  # NotFittedError before touching the engine
-        return self._em.score_samples(x).cpu().numpy()
+        out = self._em.score_samples(x).cpu().numpy()
+        return out if self._scale == 1.0 else out - out.dtype.type(self._log_scale())
 
     def score(self, X, y=None) -> float:
         """Mean log-density of the points."""
         x = self._fitted(X)  # NotFittedError before touching the engine
-        return self._em.score(x)
+        return self._em.score(x) - self._log_scale()
 
     def _n_parameters(self) -> int:
         """Free parameters (weights, means, covariances), as scikit-learn's."""
@@ -388,12 +451,12 @@ class GaussianMixture:
     def bic(self, X) -> float:
         """Bayesian information criterion ``−2 log L + p log N`` (lower is better)."""
         x = self._fitted(X)  # NotFittedError before touching the engine
-        return self._em.bic(x)
+        return self._em.bic(x) + 2.0 * x.shape[0] * self._log_scale()
 
     def aic(self, X) -> float:
         """Akaike information criterion ``−2 log L + 2 p`` (lower is better)."""
         x = self._fitted(X)  # NotFittedError before touching the engine
-        return self._em.aic(x)
+        return self._em.aic(x) + 2.0 * x.shape[0] * self._log_scale()
 
     def sample(self, n_samples: int = 1) -> tuple[np.ndarray, np.ndarray]:
         """Points ``[S, D]`` (float64) and their components ``[S]``, grouped by component as in
@@ -405,7 +468,7 @@ class GaussianMixture:
         gen.manual_seed(_seed(self.random_state))
         x, y = em.sample(int(n_samples), gen)
         order = torch.argsort(y, stable=True)
-        return x[order].double().cpu().numpy(), y[order].cpu().numpy()
+        return (x[order].double() * self._scale).cpu().numpy(), y[order].cpu().numpy()
 
     # -- persistence -----------------------------------------------------------------------------
     def save(self, path) -> None:
@@ -418,7 +481,7 @@ class GaussianMixture:
         if not isinstance(params["random_state"], int | None):
             params["random_state"] = None
         fitted = {k: getattr(self, k) for k in ("n_features_in_", "converged_", "n_iter_",
-                                                "lower_bound_", "lower_bounds_")}
+                                                "lower_bound_", "lower_bounds_", "_scale")}
         torch.save({"params": params, "fitted": fitted, "state": em.state_dict()}, path)
 
     @classmethod
@@ -428,7 +491,8 @@ class GaussianMixture:
         params = blob["params"] | ({} if device is None else {"device": device})
         model = cls(**params)
         dev, dtype = model._settings()
-        em = model._engine(blob["fitted"]["n_features_in_"])  # R = 1, as after keep_restart
+        model._scale = float(blob["fitted"].get("_scale", 1.0))  # saved before scaling: 1
+        em = model._engine(blob["fitted"]["n_features_in_"], scale=model._scale)  # R = 1
         em.load_state_dict(blob["state"])
         model._em = em.to(dev, dtype)
         for k, v in blob["fitted"].items():

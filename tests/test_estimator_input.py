@@ -7,6 +7,8 @@ Letters: N points, K components, D features.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 import scipy.sparse
@@ -123,3 +125,90 @@ def test_reg_covar_zero_with_a_singleton_raises():
     x = np.vstack([X[:, :2], [[40.0, 40.0]]])  # one far point: its own component
     with pytest.raises(ValueError, match=ILL_DEFINED):
         GaussianMixture(3, reg_covar=0.0, random_state=0).fit(x)
+
+
+BLOBS = np.concatenate([np.random.RandomState(2).normal(size=(150, 2)) + c
+                        for c in ([0.0, 0.0], [6.0, 1.0], [2.0, 7.0])])
+
+
+@pytest.mark.parametrize("factor", [1e18, 1e-15])
+def test_data_far_from_unit_scale_fit_as_rescaled(factor, tmp_path):
+    # float32 second moments overflow from ~1e18 (NaN parameters before); the fit is made on
+    # the points divided by a power of two and mapped back (a GMM is scale-equivariant)
+    d = BLOBS.shape[1]
+    kw = dict(n_components=3, random_state=0, reg_covar=1e-6 * factor**2)
+    base = GaussianMixture(**kw | {"reg_covar": 1e-6}).fit(BLOBS)
+    model = GaussianMixture(**kw).fit(BLOBS * factor)
+    np.testing.assert_allclose(model.weights_, base.weights_, rtol=1e-4)
+    np.testing.assert_allclose(model.means_, base.means_ * factor, rtol=1e-4, atol=1e-4 * factor)
+    np.testing.assert_allclose(model.covariances_ / factor**2, base.covariances_, rtol=1e-3,
+                               atol=1e-4)
+    np.testing.assert_allclose(model.precisions_ * factor**2, base.precisions_, rtol=1e-3,
+                               atol=1e-4)
+    np.testing.assert_allclose(model.precisions_cholesky_ * factor, base.precisions_cholesky_,
+                               rtol=1e-3, atol=1e-4)
+    shift = d * np.log(factor)
+    assert model.lower_bound_ == pytest.approx(base.lower_bound_ - shift, abs=1e-3)
+    assert model.lower_bounds_[-1] == model.lower_bound_
+    np.testing.assert_allclose(model.score_samples(BLOBS * factor),
+                               base.score_samples(BLOBS) - shift, atol=1e-3)
+    assert model.score(BLOBS * factor) == pytest.approx(base.score(BLOBS) - shift, abs=1e-3)
+    n = len(BLOBS)
+    assert model.bic(BLOBS * factor) == pytest.approx(base.bic(BLOBS) + 2 * n * shift, abs=1)
+    assert model.aic(BLOBS * factor) == pytest.approx(base.aic(BLOBS) + 2 * n * shift, abs=1)
+    np.testing.assert_array_equal(model.predict(BLOBS * factor), base.predict(BLOBS))
+    points, _ = model.sample(2000)
+    np.testing.assert_allclose(points.mean(0) / factor, BLOBS.mean(0), atol=0.3)
+    model.save(tmp_path / "gmm.pt")
+    loaded = GaussianMixture.load(tmp_path / "gmm.pt")
+    np.testing.assert_array_equal(loaded.score_samples(BLOBS * factor),
+                                  model.score_samples(BLOBS * factor))
+    np.testing.assert_array_equal(loaded.covariances_, model.covariances_)
+
+
+def test_rescaled_fit_matches_sklearn_in_float64():
+    from sklearn.mixture import GaussianMixture as SkGaussianMixture
+
+    factor = 3e9  # beyond 2**20: rescaled internally, initial parameters with it
+    x = BLOBS * factor
+    init = dict(weights_init=np.full(3, 1 / 3), means_init=x[[0, 200, 400]],
+                precisions_init=np.stack([np.eye(2) / factor**2] * 3))
+    kw = dict(n_components=3, tol=1e-8, max_iter=200, reg_covar=1e-6 * factor**2, **init)
+    ours = GaussianMixture(**kw, dtype=torch.float64).fit(x)
+    theirs = SkGaussianMixture(**kw).fit(x)
+    assert ours._scale != 1.0
+    for name in ("weights_", "means_", "covariances_", "precisions_", "precisions_cholesky_"):
+        np.testing.assert_allclose(getattr(ours, name), getattr(theirs, name), rtol=1e-6,
+                                   err_msg=name)
+    assert ours.lower_bound_ == pytest.approx(theirs.lower_bound_, rel=1e-9)
+    np.testing.assert_allclose(ours.score_samples(x), theirs.score_samples(x), rtol=1e-9)
+    assert ours.bic(x) == pytest.approx(theirs.bic(x), rel=1e-9)
+
+
+def test_ordinary_data_are_not_rescaled_nor_copied():
+    x = torch.from_numpy(BLOBS).float()
+    model = GaussianMixture(3, random_state=0).fit(x)
+    assert model._scale == 1.0
+    assert model._tensor(x, torch.device("cpu"), torch.float32, None).data_ptr() == x.data_ptr()
+
+
+def test_variances_beyond_float32_raise():
+    # 1e25-scale data fit, but their variances (~1e50) do not fit in float32: a clear error
+    # instead of infinite covariances
+    with pytest.raises(ValueError, match="non-finite covariances_ .*dtype=torch.float64"):
+        GaussianMixture(3, random_state=0).fit(BLOBS * 1e25)
+    model = GaussianMixture(3, random_state=0, dtype="float64").fit(BLOBS * 1e25)
+    assert np.isfinite(model.covariances_).all() and np.isfinite(model.lower_bound_)
+
+
+def test_too_few_points_for_float32_warn():
+    # D = 200 features, N = 60 points: the covariance is reg_covar in 140 directions, below
+    # float32's rounding of the second moments (negative eigenvalues before, silently)
+    x = np.random.RandomState(3).normal(size=(60, 200))
+    with pytest.warns(RuntimeWarning, match="rounding error.*dtype=torch.float64, or a larger "
+                      "reg_covar"):
+        GaussianMixture(1, random_state=0).fit(x)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        GaussianMixture(1, random_state=0, dtype="float64").fit(x)
+        GaussianMixture(1, random_state=0, reg_covar=1e-2).fit(x)
