@@ -1,13 +1,10 @@
 """Expectation–maximisation for Gaussian mixtures, as a plain ``nn.Module`` with buffers.
 
 R restarts (scikit-learn's ``n_init``) run side by side: every tensor has a leading restart
-dimension. Each chunk of points is read once: its design matrix ``G = [1 | x | F(x)]``
-``[n, 1 + D + Q]`` scores all points against all R·K components with one matrix product,
-``log π_k N(x | μ_k, Σ_k) = G · [c_k, b_k, A_k]`` (the exponential-family form of
-:func:`mixtures.distributions.expfam_log_prob`), and after the softmax one more product
-``Gᵀ r`` gives every statistic at once (counts, Σ r x, Σ r F(x)). The E-step returns these
-*sums* accumulated in float64 (with Σ log-likelihood), so statistics from mini-batches or DDP
-ranks add up to exactly the full-batch ones before the M-step.
+dimension. The E-step, one read of each chunk of points that returns float64 sums of the
+sufficient statistics (:class:`EMStatistics`), is :class:`~mixtures.models.em_pass.EStepPass`;
+this module holds the parameters, the initialisation, the closed-form M-step and the
+full-batch loop.
 
 Data are centred by a fixed ``shift`` (the data mean at initialisation) before the moment
 features are formed; this keeps the expanded second moments well conditioned in float32.
@@ -18,53 +15,19 @@ Letters: N points, R restarts, K components, D features, Q moment features.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
-from mixtures.distributions import CovarianceType, FullCovariance, normalize_log_prob
+from mixtures.distributions import CovarianceType, FullCovariance
 from mixtures.models.base import MixtureDensity
+from mixtures.models.em_pass import CHUNK_ELEMENTS, EMStatistics, EStepPass
 from mixtures.models.init import check_init, initial_responsibilities, kmeans_labels
 
-__all__ = ["EMStatistics", "GaussianMixtureEM"]
-
-#: elements per chunk of the E-step's working set (design matrix and scores): on a CPU small
-#: enough that a chunk stays in cache between its two matrix products, which then run at ~85%
-#: of the large-GEMM rate (N = 800k, D = K = 32, 2 cores, fastest of 10 loops: 0.53 / 0.47 /
-#: 0.45 / 0.56 s per iteration at 2¹⁹ / 2²⁰ / 2²¹ / 2²², i.e. 780 / 1560 / 3120 / 6230 rows);
-#: large on a GPU, where kernel launches cost more than memory traffic.
-CHUNK_ELEMENTS = {"cpu": 2**21, "cuda": 2**26}
+__all__ = ["CHUNK_ELEMENTS", "EMStatistics", "GaussianMixtureEM"]
 
 
-@dataclass
-class EMStatistics:
-    """Sufficient statistics of a set of points (float64 sums; add them to combine batches).
-
-    Attributes:
-        counts: ``Σ_n r_nk`` ``[R, K]``.
-        sum_x: ``Σ_n r_nk (x_n − shift)`` ``[R, K, D]``.
-        sum_f: ``Σ_n r_nk F(x_n − shift)`` ``[R, K, Q]`` (shared covariance types: only the
-            total over components, ``[R, 1, Q]``).
-        log_likelihood: ``Σ_n log p(x_n)`` ``[R]``.
-        num_points: N ``[]``.
-    """
-
-    counts: Tensor
-    sum_x: Tensor
-    sum_f: Tensor
-    log_likelihood: Tensor
-    num_points: Tensor
-
-    def __add__(self, other: EMStatistics) -> EMStatistics:
-        return EMStatistics(*(a + b for a, b in zip(self.as_tuple(), other.as_tuple(),
-                                                      strict=True)))
-
-    def as_tuple(self) -> tuple[Tensor, ...]:
-        return (self.counts, self.sum_x, self.sum_f, self.log_likelihood, self.num_points)
-
-
-class GaussianMixtureEM(MixtureDensity):
+class GaussianMixtureEM(EStepPass, MixtureDensity):
     """Gaussian mixture whose parameters are updated by closed-form EM.
 
     The prediction API (:class:`~mixtures.models.base.MixtureDensity`: ``predict``,
@@ -167,56 +130,6 @@ class GaussianMixtureEM(MixtureDensity):
         quad, lin, const = self.cov.coefficients(self.raw_covariance, self.means - self.shift)
         return quad, lin, const + self.log_weights
 
-    # -- the design matrix G = [1 | x − shift | F(x − shift)] of a chunk --------------------
-    def _width(self) -> int:
-        """Columns of the design matrix, ``1 + D + Q``."""
-        return 1 + self.num_features + self.cov.feature_size(self.num_features)
-
-    def _chunk_rows(self, x: Tensor) -> int:
-        width = self._width() + 3 * self.num_restarts * self.num_components
-        budget = self.chunk_elements or CHUNK_ELEMENTS.get(x.device.type, 2**24)
-        return max(1, min(x.shape[0], max(256, budget // width)))
-
-    def _design_buffer(self, x: Tensor) -> Tensor:
-        """An uninitialised design matrix for the largest chunk, ``[rows, 1 + D + Q]``, with
-        its column of ones."""
-        buffer = x.new_empty(self._chunk_rows(x), self._width())
-        buffer[:, 0] = 1.0
-        return buffer
-
-    def _design(self, chunk: Tensor, buffer: Tensor) -> Tensor:
-        """Fill the first n rows of ``buffer`` (from :meth:`_design_buffer`) for the points
-        ``chunk`` ``[n, D]``: ``[n, 1 + D + Q]``."""
-        n, d = chunk.shape
-        g = buffer[:n]
-        xc = torch.sub(chunk, self.shift, out=g[:, 1 : 1 + d])
-        feats = self.cov.moment_features(xc, out=g[:, 1 + d :])
-        if feats.data_ptr() != g[:, 1 + d :].data_ptr():  # a type that ignores ``out``
-            g[:, 1 + d :] = feats
-        return g
-
-    def _score_matrix(self) -> tuple[Tensor, Tensor | None]:
-        """Coefficients of the scores ``G · C``: ``C`` ``[1 + D + Q, R·K]`` with rows
-        ``(c, b, A)``; for shared covariance types ``C`` holds only ``(c, b)`` ``[1 + D, R·K]``
-        and the one quadratic term per restart comes second, ``[Q, R]``."""
-        quad, lin, const = self._coefficients()
-        rk = self.num_restarts * self.num_components
-        head = torch.cat([const.reshape(rk, 1), lin.reshape(rk, -1)], 1)  # [R·K, 1 + D]
-        if self.cov.shared:
-            return head.T.contiguous(), quad[..., 0, :].T.contiguous()
-        return torch.cat([head, quad.reshape(rk, -1)], 1).T.contiguous(), None
-
-    def _score(self, g: Tensor, coef: Tensor, shared_quad: Tensor | None, out: Tensor) -> Tensor:
-        """``log π_k + log N(x_n | μ_k, Σ_k)`` from the design matrix ``g`` ``[n, 1 + D + Q]``
-        into ``out`` ``[n, R·K]``."""
-        if shared_quad is None:
-            return torch.mm(g, coef, out=out)
-        d1 = 1 + self.num_features
-        torch.mm(g[:, :d1], coef, out=out)
-        quad = g[:, d1:] @ shared_quad  # [n, R]: one column per restart, not per component
-        out.view(g.shape[0], self.num_restarts, -1).add_(quad.unsqueeze(-1))
-        return out
-
     def _check(self, x: Tensor) -> Tensor:
         return self._check_points(x, self.means.dtype)
 
@@ -246,83 +159,6 @@ class GaussianMixtureEM(MixtureDensity):
         r = self.best_restart
         return self.log_weights[r], self.means[r], self.raw_covariance[r]
 
-    # -- E-step -------------------------------------------------------------------------------
-    @torch.no_grad()
-    def restart_weighted_log_prob(self, x: Tensor) -> Tensor:
-        """``log π_k + log N(x_n | μ_k, Σ_k)`` for every restart: ``[N, D]`` → ``[N, R, K]``."""
-        x = self._check(x)
-        r, k = self.num_restarts, self.num_components
-        coef, shared_quad = self._score_matrix()
-        buffer = self._design_buffer(x)
-        out = x.new_empty(x.shape[0], r * k)
-        for chunk, part in zip(x.split(buffer.shape[0]), out.split(buffer.shape[0]),
-                               strict=True):
-            self._score(self._design(chunk, buffer), coef, shared_quad, part)
-        return out.view(x.shape[0], r, k)
-
-    @torch.no_grad()
-    def restart_log_prob(self, x: Tensor) -> Tensor:
-        """Mixture log-density of every restart ``[N, R]``."""
-        return torch.logsumexp(self.restart_weighted_log_prob(x), -1)
-
-    @torch.no_grad()
-    def statistics(self, x: Tensor, resp: Tensor | None = None,
-                   labels: Tensor | None = None) -> EMStatistics:
-        """E-step on the points ``x`` ``[N, D]``: summed sufficient statistics.
-
-        One pass over chunks of ``x``; per chunk two matrix products with its design matrix
-        ``G = [1 | x | F(x)]`` (:meth:`_design`): the scores ``G C`` and, after the softmax,
-        ``Gᵀ r``, whose rows are the counts, ``Σ r x`` and ``Σ r F(x)`` of every component.
-        They are added in float64 across chunks.
-
-        With ``resp`` ``[N, R, K]`` given, those responsibilities are used instead of the
-        model's (an initialisation from hard or random assignments; log-likelihood left 0);
-        with ``labels`` ``[N, R]`` (int64), their one-hot responsibilities, formed a chunk at a
-        time.
-        """
-        x = self._check(x)
-        r, k, d = self.num_restarts, self.num_components, self.num_features
-        rk, q = r * k, self.cov.feature_size(d)
-        shared = self.cov.shared
-        f64 = dict(dtype=torch.float64, device=x.device)
-        buffer = self._design_buffer(x)  # [rows, 1 + D + Q], reused by every chunk
-        rows = buffer.shape[0]
-        # float64 sums of Gᵀ r: [1 + D + Q, R·K] (shared types: [1 + D, R·K] and [Q, R])
-        total = torch.zeros(1 + d if shared else 1 + d + q, rk, **f64)
-        total_f = torch.zeros(q, r, **f64) if shared else None
-        part = x.new_empty(total.shape)  # one chunk's Gᵀ r, before it is added in float64
-        loglik = torch.zeros(r, **f64)
-        given = resp is not None or labels is not None
-        if not given:
-            coef, shared_quad = self._score_matrix()
-        scores = x.new_empty(rows, rk) if resp is None else None
-        offsets = torch.arange(0, rk, k, device=x.device)  # [R]: restart r's first column
-        start = 0
-        for chunk in x.split(rows):
-            n = chunk.shape[0]
-            g = self._design(chunk, buffer)
-            if labels is not None:  # one-hot rows in the scores' buffer
-                r_chunk = scores[:n].zero_().scatter_(1, labels[start : start + n] + offsets,
-                                                      1.0)
-            elif resp is not None:
-                r_chunk = resp[start : start + n].to(g.dtype).reshape(n, rk)
-            else:
-                logp = self._score(g, coef, shared_quad, scores[:n]).view(n, r, k)
-                r_chunk, norm = normalize_log_prob(logp)  # [n, R, K], in place
-                loglik += norm.sum(0)
-                r_chunk = r_chunk.view(n, rk)
-            start += n
-            if shared:  # the features need only Σ_k r_nk: one column per restart
-                total += torch.mm(g[:, : 1 + d].T, r_chunk, out=part)
-                total_f += g[:, 1 + d :].T @ r_chunk.reshape(n, r, k).sum(-1)
-            else:
-                total += torch.mm(g.T, r_chunk, out=part)
-        counts, sum_x = total[0].reshape(r, k), total[1 : 1 + d].T.reshape(r, k, d)
-        if shared:
-            sum_f = total_f.T.reshape(r, 1, q)
-        else:
-            sum_f = total[1 + d :].T.reshape(r, k, q)
-        return EMStatistics(counts, sum_x, sum_f, loglik, torch.tensor(float(x.shape[0]), **f64))
 
     @torch.no_grad()
     def initialize(self, x: Tensor, resp: Tensor | None = None) -> None:
