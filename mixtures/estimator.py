@@ -187,10 +187,11 @@ class GaussianMixture:
             x = X.detach()
             if scale is None:
                 scale = self._fit_scale = _data_scale(x) if x.numel() else 1.0
-            if scale != 1.0 and x.dtype == torch.float64:  # exact: a power of two
+            early = scale != 1.0 and x.dtype == torch.float64  # in the input's precision
+            if early:  # exact: a power of two
                 x = x * (1.0 / scale)
             x = x.to(device, dtype)
-            if scale != 1.0 and x.dtype != X.dtype:
+            if scale != 1.0 and not early:
                 x = x * (1.0 / scale)
         else:  # one conversion, straight to the engine's dtype (no float64 copy on the way)
             if type(X).__module__.startswith("scipy.sparse") or hasattr(X, "tocsr"):
@@ -311,7 +312,8 @@ class GaussianMixture:
         warm = self.warm_start and hasattr(self, "converged_")
         # points divided by a power of two (exact, and a GMM is equivariant): parameters and
         # log-densities are mapped back in _export / the prediction methods
-        unscaled = self.covariance_type == "unit"  # a fixed covariance: not scale-equivariant
+        # a fixed (not learnable) covariance is not scale-equivariant: fitted as given
+        unscaled = not dist.SKLEARN_COVARIANCE_TYPES[self.covariance_type].learnable
         x = self._tensor(X, device, dtype, self._scale if warm else 1.0 if unscaled else None)
         scale = self._scale if warm else 1.0 if unscaled else self._fit_scale
         n, d = x.shape
@@ -332,11 +334,15 @@ class GaussianMixture:
             trace = (out["trace"][:, 0].double() - shift).tolist()
         else:
             em = self._engine(d, self.n_init, scale).to(device, dtype)
-            self._scale = scale
-            self._initialize(em, x)
-            out = em.fit(x, self.max_iter, self.tol)
-            self._report(out["trace"], out["converged"].tolist())
-            self._check_covariances(em)
+            previous, self._scale = getattr(self, "_scale", 1.0), scale  # read by _initialize
+            try:
+                self._initialize(em, x)
+                out = em.fit(x, self.max_iter, self.tol)
+                self._report(out["trace"], out["converged"].tolist())
+                self._check_covariances(em)
+            except BaseException:
+                self._scale = previous  # a fitted model stays as it was
+                raise
             best = int(out["lower_bound"].nan_to_num(nan=-torch.inf).argmax())  # first of ties
             em.keep_restart(best)
             converged = bool(out["converged"][best])
@@ -345,7 +351,12 @@ class GaussianMixture:
         self._em, self.n_features_in_ = em, d
         self.converged_, self.n_iter_, self.lower_bound_, self.lower_bounds_ = \
             converged, len(trace), lower, trace
-        self._export()
+        try:
+            self._export()
+        except ValueError:  # non-finite parameters: leave no half-fitted model behind
+            self._em = None
+            del self.converged_
+            raise
         # rounding errors of a conditional variance grow with the features before it: D ε
         if self.reg_covar > 0 and bool(self._unresolved(em, float(d)).any()):
             warnings.warn(f"Some fitted covariances are within {dtype} rounding error of the "

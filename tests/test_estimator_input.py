@@ -212,3 +212,28 @@ def test_too_few_points_for_float32_warn():
         warnings.simplefilter("error", RuntimeWarning)
         GaussianMixture(1, random_state=0, dtype="float64").fit(x)
         GaussianMixture(1, random_state=0, reg_covar=1e-2).fit(x)
+
+
+def test_rescaling_applies_to_tensors_and_failed_refits_keep_nothing_stale():
+    x = BLOBS * 1e18
+    a = GaussianMixture(3, random_state=0).fit(x)
+    for t in (torch.from_numpy(x).float(), torch.from_numpy(x)):
+        b = GaussianMixture(3, random_state=0).fit(t)
+        np.testing.assert_allclose(b.means_, a.means_, rtol=1e-6)
+        assert b.score(t) == pytest.approx(a.score(x), abs=1e-4)
+    model = GaussianMixture(3, random_state=0).fit(BLOBS)
+    score = model.score(BLOBS)
+    with pytest.raises(ValueError, match=ILL_DEFINED):  # a failed refit: the fit stands
+        model.set_params(reg_covar=0.0).fit(np.repeat(BLOBS[:3] * 1e18, 20, axis=0))
+    assert model.score(BLOBS) == score
+    with pytest.raises(ValueError, match="non-finite"):  # non-finite: no fitted model left
+        model.set_params(reg_covar=1e-6).fit(BLOBS * 1e25)
+    with pytest.raises(Exception, match="not fitted yet"):
+        model.predict(BLOBS)
+
+
+def test_a_fixed_unit_covariance_is_not_rescaled():
+    # σ = 1 in the data's units: dividing the points would change the model
+    model = GaussianMixture(3, covariance_type="unit", random_state=0).fit(BLOBS * 2**22)
+    assert model._scale == 1.0
+    np.testing.assert_allclose(model.covariances_, 1.0)
