@@ -25,8 +25,12 @@ from mixtures.models.em import GaussianMixtureEM
 from mixtures.models.init import INIT_METHODS, initial_responsibilities, kmeans_labels
 
 try:
+    from sklearn.base import BaseEstimator, DensityMixin
     from sklearn.exceptions import ConvergenceWarning, NotFittedError
+
+    _BASES: tuple[type, ...] = (DensityMixin, BaseEstimator)  # tags: Pipeline, GridSearchCV
 except ImportError:  # scikit-learn is a dev dependency only
+    _BASES = ()
 
     class NotFittedError(RuntimeError):  # type: ignore[no-redef]
         """Raised by a method that needs a fitted model, before ``fit``."""
@@ -67,8 +71,12 @@ def _data_scale(x) -> float:
     return math.ldexp(1.0, round(math.log2(top)))
 
 
-class GaussianMixture:
+class GaussianMixture(*_BASES):
     """Gaussian mixture fitted by EM, with scikit-learn's API (see its documentation).
+
+    With scikit-learn installed it is a scikit-learn estimator (``DensityMixin``,
+    ``BaseEstimator``: tags, ``clone``), so ``Pipeline``, ``GridSearchCV`` and
+    ``cross_val_score`` take it; without, the same class works alone.
 
     Args: as ``sklearn.mixture.GaussianMixture`` (n_components, covariance_type, tol, reg_covar,
     max_iter, n_init, init_params, weights_init, means_init, precisions_init, random_state,
@@ -211,8 +219,9 @@ class GaussianMixture:
             x = torch.as_tensor(np.ascontiguousarray(arr), device=device).to(dtype)
         if x.dim() != 2:
             raise ValueError(f"Expected a 2-D array [n_samples, n_features], got shape "
-                             f"{list(x.shape)}; reshape with X.reshape(-1, 1) for a single "
-                             "feature or X.reshape(1, -1) for a single sample.")
+                             f"{list(x.shape)}. Reshape your data either using "
+                             "X.reshape(-1, 1) if your data has a single feature or "
+                             "X.reshape(1, -1) if it contains a single sample.")
         for count, what in ((x.shape[0], "sample"), (x.shape[1], "feature")):
             if count == 0:
                 raise ValueError(f"Found array with 0 {what}(s) (shape={tuple(x.shape)}) while "
