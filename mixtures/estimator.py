@@ -62,6 +62,16 @@ def _seed(random_state) -> int:
 _SCALE_LIMIT = 2.0**20
 
 
+def _output_dtype(X) -> type:
+    """numpy dtype of the fitted attributes and outputs for the data ``X``: float32 for
+    float32 (or float16) input, float64 otherwise (as scikit-learn, whatever dtype the engine
+    computes in)."""
+    dtype = getattr(X, "dtype", None)
+    if dtype in (np.float32, np.float16, torch.float32, torch.float16, torch.bfloat16):
+        return np.float32
+    return np.float64
+
+
 def _data_scale(x) -> float:
     """A power of two near the largest magnitude of the points ``x`` (numpy or torch), or 1
     when that is already in ``[2⁻²⁰, 2²⁰]`` (or zero, or not finite: checked later)."""
@@ -88,7 +98,9 @@ class GaussianMixture(*_BASES):
     ``precisions_``, ``precisions_cholesky_`` (full ``[K, D, D]``, tied ``[D, D]``, diag
     ``[K, D]``, spherical ``[K]``), ``converged_``, ``n_iter_``, ``lower_bound_``,
     ``lower_bounds_``, ``n_features_in_``. They are read-only copies: predictions come from the
-    engine. Differences: ``max_iter`` must be ≥ 1; float32 by default whatever the input dtype;
+    engine. Outputs and fitted attributes have the data's float dtype (float64 unless X is
+float32), as scikit-learn's. Differences: ``max_iter`` must be ≥ 1; the engine computes in
+float32 by default whatever the input dtype;
     ``random_state`` seeds torch generators, so draws differ from scikit-learn's.
 
     Numerics: points whose largest magnitude lies outside ``[2⁻²⁰, 2²⁰]`` are fitted divided
@@ -318,6 +330,7 @@ class GaussianMixture(*_BASES):
     def _fit(self, X) -> Tensor:
         """Fit on ``X``; returns the checked points on the engine's device and dtype."""
         device, dtype = self._settings()
+        self._out = _output_dtype(X)
         warm = self.warm_start and hasattr(self, "converged_")
         # points divided by a power of two (exact, and a GMM is equivariant): parameters and
         # log-densities are mapped back in _export / the prediction methods
@@ -427,8 +440,10 @@ class GaussianMixture(*_BASES):
         prec_chol = torch.linalg.solve_triangular(tril, eye, upper=False).mT  # L⁻ᵀ
         s = self._scale  # back to the units of the data: exact (a power of two)
         cov, prec = tril @ tril.mT * s**2, prec_chol @ prec_chol.mT / s**2
-        np_ = lambda t: em.cov.to_sklearn(t).contiguous().cpu().numpy()  # noqa: E731
-        self.weights_, self.means_ = em.weights[0].cpu().numpy(), (em.means[0] * s).cpu().numpy()
+        out = getattr(self, "_out", np.float64)  # the fitted data's float dtype
+        np_ = lambda t: em.cov.to_sklearn(t).contiguous().cpu().numpy().astype(out, copy=False)  # noqa: E731
+        self.weights_ = em.weights[0].cpu().numpy().astype(out, copy=False)
+        self.means_ = (em.means[0] * s).cpu().numpy().astype(out, copy=False)
         self.covariances_, self.precisions_, self.precisions_cholesky_ = \
             np_(cov), np_(prec), np_(prec_chol / s)
         for name in ("weights_", "means_", "covariances_", "precisions_", "precisions_cholesky_"):
@@ -447,7 +462,7 @@ class GaussianMixture(*_BASES):
     def predict_proba(self, X) -> np.ndarray:
         """Responsibilities ``[N, K]``."""
         x = self._fitted(X)  # NotFittedError before touching the engine
-        return self._em.predict_proba(x).cpu().numpy()
+        return self._em.predict_proba(x).cpu().numpy().astype(self.means_.dtype, copy=False)
 
     def _log_scale(self) -> float:
         """``D log s``: log-densities of the given points are the engine's minus this."""
@@ -456,7 +471,7 @@ class GaussianMixture(*_BASES):
     def score_samples(self, X) -> np.ndarray:
         """Log-density of every point ``[N]``."""
         x = self._fitted(X)  # NotFittedError before touching the engine
-        out = self._em.score_samples(x).cpu().numpy()
+        out = self._em.score_samples(x).cpu().numpy().astype(self.means_.dtype, copy=False)
         return out if self._scale == 1.0 else out - out.dtype.type(self._log_scale())
 
     def score(self, X, y=None) -> float:

@@ -222,7 +222,7 @@ def test_float32_default_is_close_to_float64():
     x, _ = blobs(600, 3, 3, seed=11, offset=50.0)
     single = GaussianMixture(3, random_state=0).fit(x)
     double = GaussianMixture(3, random_state=0, dtype=torch.float64).fit(x)
-    assert single.means_.dtype == np.float32 and double.means_.dtype == np.float64
+    assert single._em.means.dtype == torch.float32 and double._em.means.dtype == torch.float64
     np.testing.assert_allclose(single.means_, double.means_, rtol=1e-4)
     np.testing.assert_allclose(single.covariances_, double.covariances_, atol=1e-3)
     assert single.lower_bound_ == pytest.approx(double.lower_bound_, rel=1e-4)

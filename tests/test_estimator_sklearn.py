@@ -7,6 +7,7 @@ import warnings
 
 import numpy as np
 import pytest
+import torch
 from sklearn.base import clone, is_outlier_detector
 from sklearn.mixture import GaussianMixture as SkGaussianMixture
 from sklearn.model_selection import GridSearchCV, cross_val_score
@@ -58,12 +59,39 @@ def test_cross_val_score_of_a_pipeline_is_finite_and_equals_scikit_learns(x):
     np.testing.assert_allclose(ours, ref, atol=1e-4)
 
 
+#: checks that fail by a documented, deliberate difference, with the reason
+KNOWN_DIFFERENCES = {
+    # float32 engine by default (speed); outputs are float64 for float64 input, and a subset's
+    # scores then differ from the whole set's by a float32 rounding (~2e-7), above the check's
+    # 1e-7 tolerance. With dtype=torch.float64 the check passes (the float64 case below).
+    "check_methods_subset_invariance": "float32 engine",
+}
+
+
 @pytest.mark.filterwarnings("ignore")
-def test_scikit_learns_estimator_checks_pass():
+@pytest.mark.parametrize("dtype", [None, torch.float64])
+def test_scikit_learns_estimator_checks_pass(dtype):
     """Every check of ``check_estimator`` that runs passes (41 with scikit-learn 1.9: one is
-    skipped by scikit-learn itself)."""
-    results = check_estimator(GaussianMixture(), on_fail=None)
+    skipped by scikit-learn itself), but for the listed differences of the float32 default."""
+    results = check_estimator(GaussianMixture(dtype=dtype), on_fail=None)
     failed = {r["check_name"]: str(r["exception"])[:200] for r in results
               if r["status"] == "failed"}
-    assert not failed
+    allowed = KNOWN_DIFFERENCES if dtype is None else {}
+    assert set(failed) <= set(allowed), failed
     assert sum(r["status"] == "passed" for r in results) >= 35
+
+
+@pytest.mark.parametrize(("dtype", "expected"), [(np.float64, np.float64), (np.float32, np.float32),
+                                                 (np.int64, np.float64)])
+def test_outputs_have_the_datas_float_dtype(x, dtype, expected):
+    """As scikit-learn: float64 results for float64 input (they were float32 from the float32
+    engine, while ``sample`` gave float64), float32 for float32; the engine stays float32."""
+    data = (x * 10).astype(dtype)
+    model = GaussianMixture(3, random_state=0).fit(data)
+    for name in ("weights_", "means_", "covariances_", "precisions_", "precisions_cholesky_"):
+        assert getattr(model, name).dtype == expected, name
+    assert model.predict_proba(data[:4]).dtype == expected
+    assert model.score_samples(data[:4]).dtype == expected
+    assert model.sample(3)[0].dtype == np.float64
+    ref = SkGaussianMixture(3, random_state=0).fit(data)
+    assert ref.means_.dtype == expected
