@@ -61,14 +61,23 @@ def load_array(path: str | Path, delimiter: str | None = None) -> tuple[Tensor, 
     if suffix not in FORMATS:
         raise ValueError(f"data.path has unsupported extension {suffix!r}; use one of {FORMATS}.")
     y = None
-    if suffix == ".npy":
-        x = np.load(path, allow_pickle=False)
-    elif suffix == ".npz":
-        with np.load(path, allow_pickle=False) as z:
-            if "x" not in z:
-                raise ValueError(f"{path}: an .npz file must hold an array named 'x'.")
-            x = z["x"]
-            y = z["y"] if "y" in z else None
+    if suffix in (".npy", ".npz"):
+        try:
+            loaded = np.load(path, allow_pickle=False)
+        except (ValueError, OSError, EOFError) as err:
+            raise ValueError(
+                f"data.path={str(path)!r} could not be read as a {suffix} file ({err}); the file "
+                f"is corrupt or not a numeric NumPy array — re-save it with np.save / np.savez "
+                f"from a numeric array."
+            ) from err
+        if suffix == ".npy":
+            x = loaded
+        else:
+            with loaded as z:
+                if "x" not in z:
+                    raise ValueError(f"{path}: an .npz file must hold an array named 'x'.")
+                x = z["x"]
+                y = z["y"] if "y" in z else None
     elif suffix in (".pt", ".pth"):
         obj = torch.load(path, map_location="cpu", weights_only=True)
         if isinstance(obj, dict):
@@ -153,6 +162,12 @@ class FileDataModule(InMemoryDataModule):
         if x.dim() != 2:
             raise ValueError(
                 f"{self.path}: expected a 2-D table [N, D], got shape {list(x.shape)}."
+            )
+        if x.shape[1] == 0:
+            raise ValueError(
+                f"{self.path}: the table has no feature columns (shape {list(x.shape)}); the file "
+                "must hold at least one numeric column per point — check data.path and, for a "
+                "text file, data.delimiter."
             )
         if self.label_column is not None:
             if y is not None:

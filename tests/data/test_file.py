@@ -290,3 +290,22 @@ def test_not_a_table(tmp_path: Path) -> None:
     np.save(tmp_path / "x.npy", np.zeros((4, 2, 2)))
     with pytest.raises(ValueError, match=r"expected a 2-D table \[N, D\]"):
         FileDataModule(str(tmp_path / "x.npy")).setup("fit")
+
+
+@pytest.mark.parametrize("name", ["x.npy", "x.npz"])
+def test_corrupt_numpy_file_names_the_path(tmp_path: Path, name: str) -> None:
+    """A corrupt .npy / .npz raises ValueError naming data.path and how to re-save it."""
+    (tmp_path / name).write_bytes(b"not a numpy file at all")
+    with pytest.raises(ValueError, match=rf"data\.path=.*{name}.*could not be read.*np\.save"):
+        FileDataModule(str(tmp_path / name)).setup("fit")
+
+
+@pytest.mark.parametrize("name", ["x.npy", "x.pt"])
+def test_zero_feature_columns(tmp_path: Path, name: str) -> None:
+    """A table without feature columns says so in the user's terms, not Standardizer's."""
+    if name.endswith(".npy"):
+        np.save(tmp_path / name, np.zeros((8, 0)))
+    else:
+        torch.save(torch.zeros(8, 0), tmp_path / name)
+    with pytest.raises(ValueError, match=r"no feature columns.*at least one numeric column"):
+        FileDataModule(str(tmp_path / name)).setup("fit")
