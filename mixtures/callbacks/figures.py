@@ -71,15 +71,16 @@ def mixture_figure(x: Tensor, labels: Tensor, params: dict[str, Tensor],
 
 
 def weight_figure(weights: Tensor, threshold: float | None = None, title: str = "") -> Figure:
-    """Bar chart of the mixing weights ``[K]`` sorted in decreasing order, on a log scale (the
-    weight spectrum of a Dirichlet-process mixture: how many components carry the data)."""
-    w = weights.detach().double().cpu().sort(descending=True).values.clamp_min(1e-12)
+    """Bar chart of the mixing weights ``[K]`` sorted in decreasing order (the weight spectrum
+    of a Dirichlet-process mixture: how many components carry the data), on a linear axis fixed
+    to [0, 1] so that equal weights draw equal bars and figures of different epochs compare."""
+    w = weights.detach().double().cpu().sort(descending=True).values.clamp_min(0)
     fig, ax = plt.subplots(figsize=(6, 3), dpi=80)
     ax.bar(range(1, w.numel() + 1), w.numpy(), color="tab:blue")
     if threshold is not None:
         ax.axhline(threshold, color="tab:red", lw=1, ls="--", label=f"active > {threshold:g}")
         ax.legend(loc="upper right")
-    ax.set_yscale("log")
+    ax.set_ylim(0.0, 1.0)
     ax.set_xlabel("component (sorted)")
     ax.set_ylabel("weight")
     ax.set_title(title)

@@ -32,6 +32,17 @@ def test_mixture_and_weight_figures(d: int) -> None:
     assert isinstance(weight_figure(torch.tensor([1.0])), Figure)
 
 
+def test_weight_figure_equal_weights_draw_equal_bars() -> None:
+    """Five equal weights: a linear axis from 0 to 1, bars of equal height 0.2 (a log axis cut
+    to the data's range made them look unequal)."""
+    fig = weight_figure(torch.full((5,), 0.2), threshold=0.01)
+    ax = fig.axes[0]
+    assert ax.get_yscale() == "linear"
+    assert ax.get_ylim() == pytest.approx((0.0, 1.0))
+    heights = [patch.get_height() for patch in ax.patches]
+    assert heights == pytest.approx([0.2] * 5)
+
+
 class _Mixture(torch.nn.Module):
     """A module holding an initialised two-component mixture as its ``model``."""
 
