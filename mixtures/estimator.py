@@ -254,7 +254,7 @@ float32 by default whatever the input dtype;
     def _fitted(self, X=None) -> GaussianMixtureEM | Tensor:
         """The engine (NotFittedError before ``fit``), or the points ``X`` checked for it."""
         if getattr(self, "_em", None) is None:
-            raise NotFittedError(f"This {type(self).__name__} instance is not fitted yet; call "
+            raise NotFittedError(f"This {type(self).__name__} instance is not fitted yet. Call "
                                  "'fit' with appropriate arguments before using this estimator.")
         if X is None:
             return self._em
@@ -276,12 +276,21 @@ float32 by default whatever the input dtype;
             dtype=x.dtype, device=x.device)
             for a, f in ((self.weights_init, 1.0), (self.means_init, 1.0 / scale),
                          (self.precisions_init, scale**2)))
-        if w is not None and (w.shape != (k,) or bool((w < 0).any())
-                              or abs(float(w.sum()) - 1) > 1e-6):
-            raise ValueError(f"weights_init must be {k} non-negative numbers summing to 1; "
-                             f"got shape {list(w.shape)}, sum {float(w.sum()):.6g}.")
+        # scikit-learn's wording (its tests match on it), then which argument to fix
+        if w is not None:
+            if w.shape != (k,):
+                raise ValueError(f"The parameter 'weights' should have the shape of {(k,)}, but "
+                                 f"got {tuple(w.shape)} (weights_init).")
+            if bool((w < 0).any()) or bool((w > 1).any()):
+                raise ValueError("The parameter 'weights' should be in the range [0, 1], but got "
+                                 f"max value {float(w.max()):.5f}, min value "
+                                 f"{float(w.min()):.5f} (weights_init).")
+            if abs(float(w.sum()) - 1) > 1e-6:
+                raise ValueError("The parameter 'weights' should be normalized, but got "
+                                 f"sum(weights) = {float(w.sum()):.5f} (weights_init).")
         if m is not None and m.shape != (k, d):
-            raise ValueError(f"means_init must have shape [{k}, {d}], got {list(m.shape)}.")
+            raise ValueError(f"The parameter 'means' should have the shape of {(k, d)}, but got "
+                             f"{tuple(m.shape)} (means_init).")
         if p is None:
             return w, m, None
         if not cov.learnable:
@@ -290,8 +299,9 @@ float32 by default whatever the input dtype;
                              "leave it None.")
         shape = cov.sklearn_shape(k, d)
         if p.shape != shape:
-            raise ValueError(f"precisions_init for covariance_type={self.covariance_type!r} "
-                             f"must have shape {list(shape)}, got {list(p.shape)}.")
+            raise ValueError(f"The parameter '{self.covariance_type} precision' should have "
+                             f"the shape of {tuple(shape)}, but got {tuple(p.shape)} "
+                             "(precisions_init).")
         p = cov.from_sklearn(p, k, d)  # dense precisions [K, D, D]
         chol, info = torch.linalg.cholesky_ex(p)
         if bool((info > 0).any()) or not torch.allclose(p, p.mT):
@@ -340,8 +350,9 @@ float32 by default whatever the input dtype;
         scale = self._scale if warm else 1.0 if unscaled else self._fit_scale
         n, d = x.shape
         if n < max(2, self.n_components):
-            raise ValueError(f"Expected n_samples >= max(2, n_components), got n_samples={n}, "
-                             f"n_components={self.n_components}; lower n_components.")
+            raise ValueError(f"Expected n_samples >= n_components but got n_components = "
+                             f"{self.n_components}, n_samples = {n} (and at least 2 samples); "
+                             "lower n_components.")
         shift = d * math.log(scale)  # log-densities of the given points: minus this
         if warm:
             if d != self.n_features_in_:
@@ -419,7 +430,7 @@ float32 by default whatever the input dtype;
             raise ValueError("Fitting the mixture model failed because some components have "
                              "ill-defined empirical covariance (for instance caused by "
                              "singleton or collapsed samples). Try to decrease the number of "
-                             "components, or increase reg_covar.")
+                             "components, increase reg_covar, or scale the input data.")
 
     def _report(self, trace: Tensor, converged: list[bool]) -> None:
         """scikit-learn-style progress from the lower-bound trace ``[T, R]`` (after the fact)."""

@@ -102,7 +102,8 @@ def test_zero_features_named_in_user_terms():
 
 ILL_DEFINED = ("Fitting the mixture model failed because some components have ill-defined "
                "empirical covariance \\(for instance caused by singleton or collapsed samples\\). "
-               "Try to decrease the number of components, or increase reg_covar.")
+               "Try to decrease the number of components, increase reg_covar, or scale the input "
+               "data\\.")
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
