@@ -99,7 +99,7 @@ class GaussianMixture(*_BASES):
     ``[K, D]``, spherical ``[K]``), ``converged_``, ``n_iter_``, ``lower_bound_``,
     ``lower_bounds_``, ``n_features_in_``. They are read-only copies: predictions come from the
     engine. Outputs and fitted attributes have the data's float dtype (float64 unless X is
-float32), as scikit-learn's. Differences: ``max_iter`` must be ≥ 1; the engine computes in
+float32), as scikit-learn's. Differences: the engine computes in
 float32 by default whatever the input dtype;
     ``random_state`` seeds torch generators, so draws differ from scikit-learn's.
 
@@ -158,8 +158,9 @@ float32 by default whatever the input dtype;
             return isinstance(value, int | np.integer) and not isinstance(value, bool | np.bool_)
 
         for param in ("n_components", "max_iter", "n_init", "verbose_interval"):
-            if not (is_int(getattr(self, param)) and getattr(self, param) >= 1):
-                raise invalid(param, "an int in the range [1, inf)")
+            low = 0 if param == "max_iter" else 1  # max_iter=0: the initialisation alone
+            if not (is_int(getattr(self, param)) and getattr(self, param) >= low):
+                raise invalid(param, f"an int in the range [{low}, inf)")
         for param in ("tol", "reg_covar"):
             value = getattr(self, param)
             if not (isinstance(value, float | int | np.number) and not isinstance(
@@ -305,8 +306,9 @@ float32 by default whatever the input dtype;
         p = cov.from_sklearn(p, k, d)  # dense precisions [K, D, D]
         chol, info = torch.linalg.cholesky_ex(p)
         if bool((info > 0).any()) or not torch.allclose(p, p.mT):
-            raise ValueError("precisions_init must be symmetric positive-definite (positive "
-                             "for diag / spherical types).")
+            what = ("should be positive" if self.covariance_type in ("diag", "spherical")
+                    else "should be symmetric, positive-definite")
+            raise ValueError(f"'{self.covariance_type} precision' {what} (precisions_init).")
         return w, m, torch.cholesky_inverse(chol).expand(k, d, d)
 
     def _initialize(self, em: GaussianMixtureEM, x: Tensor) -> None:
@@ -398,7 +400,7 @@ float32 by default whatever the input dtype;
                           "spread), so they and the scores are not reliable. Fit with "
                           "dtype=torch.float64, or a larger reg_covar.", RuntimeWarning,
                           stacklevel=3)
-        if not converged:
+        if not converged and self.max_iter > 0:  # max_iter=0 asks for no iteration
             warnings.warn("Best performing initialization did not converge. Try different init "
                           "parameters, or increase max_iter, tol, or check for degenerate data.",
                           ConvergenceWarning, stacklevel=3)
@@ -509,7 +511,8 @@ float32 by default whatever the input dtype;
         scikit-learn; reproducible for an integer ``random_state``."""
         em = self._fitted()
         if not (isinstance(n_samples, int | np.integer) and n_samples >= 1):
-            raise ValueError(f"n_samples must be an integer ≥ 1, got {n_samples!r}.")
+            raise ValueError(f"Invalid value for 'n_samples': {n_samples!r} . The sampling "
+                             "requires at least one sample (an integer ≥ 1).")
         gen = torch.Generator(device=em.means.device)
         gen.manual_seed(_seed(self.random_state))
         x, y = em.sample(int(n_samples), gen)

@@ -247,7 +247,7 @@ X_GOOD = np.random.RandomState(0).normal(size=(20, 2))
     ({"covariance_type": "banana"}, X_GOOD, "'covariance_type' parameter .* Got 'banana'"),
     ({"init_params": "kmeans+"}, X_GOOD, "'init_params' parameter .* Got 'kmeans\\+'"),
     ({"reg_covar": -1.0}, X_GOOD, "'reg_covar' parameter .* must be a float in the range"),
-    ({"max_iter": 0}, X_GOOD, "'max_iter' parameter .* int in the range \\[1, inf\\)"),
+    ({"max_iter": -1}, X_GOOD, "'max_iter' parameter .* int in the range \\[0, inf\\)"),
     ({"n_init": 0}, X_GOOD, "'n_init' parameter .* int in the range \\[1, inf\\)"),
     ({"dtype": "float16"}, X_GOOD, "dtype='float16' is not supported"),
     ({}, np.where(np.eye(20, 2) > 0, np.nan, X_GOOD), "NaN or infinity"),
@@ -259,7 +259,7 @@ X_GOOD = np.random.RandomState(0).normal(size=(20, 2))
      "'means' should have the shape of"),
     ({"n_components": 2, "precisions_init": np.ones(2)}, X_GOOD, "'full precision' should have"),
     ({"n_components": 2, "covariance_type": "tied", "precisions_init": -np.eye(2)}, X_GOOD,
-     "symmetric positive-definite"),
+     "'tied precision' should be symmetric, positive-definite"),
     ({"covariance_type": "unit", "precisions_init": 1.0}, X_GOOD, "cannot be set"),
 ])
 def test_invalid_arguments_raise(kwargs, x, match):

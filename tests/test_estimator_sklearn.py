@@ -95,3 +95,23 @@ def test_outputs_have_the_datas_float_dtype(x, dtype, expected):
     assert model.sample(3)[0].dtype == np.float64
     ref = SkGaussianMixture(3, random_state=0).fit(data)
     assert ref.means_.dtype == expected
+
+
+def test_max_iter_zero_returns_the_initialisation_as_scikit_learn(x):
+    """``max_iter=0`` (refused before): the parameters of the initialisation, not converged,
+    no iteration, a lower bound of −∞ and, as scikit-learn, no ConvergenceWarning."""
+    means = [[-5.0, 0.0], [0.0, 5.0], [5.0, 0.0]]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ours = GaussianMixture(3, means_init=means, max_iter=0, random_state=0).fit(x)
+        ref = SkGaussianMixture(3, means_init=means, max_iter=0, random_state=0).fit(x)
+    np.testing.assert_allclose(ours.means_, means)
+    assert (ours.n_iter_, ours.converged_, ours.lower_bound_) == (0, False, -np.inf)
+    np.testing.assert_allclose(ours.weights_, ref.weights_, rtol=1e-5)
+    np.testing.assert_allclose(ours.covariances_, ref.covariances_, rtol=1e-4)
+
+
+def test_sample_of_no_points_is_refused_in_scikit_learns_words(x):
+    model = GaussianMixture(3, random_state=0).fit(x)
+    with pytest.raises(ValueError, match="Invalid value for 'n_samples'"):
+        model.sample(0)
