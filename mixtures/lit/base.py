@@ -23,6 +23,7 @@ import lightning as L
 import torch
 from lightning.pytorch.trainer.states import TrainerFn
 from torch import Tensor
+from torchmetrics import Metric
 
 from mixtures.data.standardize import Standardizer
 from mixtures.lit.requirements import check_data
@@ -63,6 +64,19 @@ def global_batch_mean(module: L.LightningModule, values: Tensor) -> Tensor:
     local = torch.tensor(float(values.shape[0]), device=values.device)
     total = module.trainer.strategy.reduce(local, reduce_op="sum")
     return values.sum() * (world / total)
+
+
+def unshare_metric_states(module: torch.nn.Module) -> None:
+    """Give every torchmetrics state of ``module`` fresh storage of its own (call in ``setup``).
+
+    ``ddp_spawn`` passes the module to its worker processes through shared memory; Lightning
+    copies parameters and buffers out of it on CPU, but metric states are neither, so on CPU
+    every rank would add into the *same* tensors (sums ×world_size, e.g. ``test/bic``).
+    ``Metric.reset`` replaces each state by a clone of its default.
+    """
+    for sub in module.modules():
+        if isinstance(sub, Metric):
+            sub.reset()
 
 
 class MixtureModule(L.LightningModule):
@@ -111,6 +125,7 @@ class MixtureModule(L.LightningModule):
         check_data(self, dm)
         take_standardizers(self, dm)
         self.setup_scores(dm)
+        unshare_metric_states(self)
         if stage == "fit" and not bool(self.model.initialized):
             self.initialize_model(self.checked_train_tensor())
 

@@ -21,7 +21,7 @@ import torch
 from torch import Tensor, nn
 from torchmetrics import Metric
 
-from mixtures.lit.base import global_batch_mean
+from mixtures.lit.base import global_batch_mean, unshare_metric_states
 from mixtures.lit.optim import optimizer_factory, optimizers_from_config
 from mixtures.lit.requirements import check_data
 from mixtures.metrics import ClassificationScores
@@ -92,6 +92,7 @@ class ClassifierModule(L.LightningModule):
         return {}
 
     def setup(self, stage: str) -> None:
+        unshare_metric_states(self)
         check_data(self, self.trainer.datamodule if self._trainer is not None else None)
 
     def configure_optimizers(self) -> Any:

@@ -410,3 +410,31 @@ def test_a_resumed_fit_evaluates_its_first_epoch(tmp_path):
 def test_eval_every_n_epochs_must_be_a_positive_integer(bad):
     with pytest.raises(ValueError, match="eval_every_n_epochs must be a positive integer"):
         GMMSGD(GaussianMixtureModel(3, 2), eval_every_n_epochs=bad)
+
+
+def _quiet_trainer(**kwargs: object) -> L.Trainer:
+    return L.Trainer(accelerator="cpu", logger=False, enable_checkpointing=False,
+                     enable_progress_bar=False, enable_model_summary=False, **kwargs)
+
+
+def test_ddp_spawn_metrics_equal_single_process() -> None:
+    """Two CPU processes (ddp_spawn) report the single process's val/test NLL, BIC, ARI: the
+    metric states are not shared through the spawn's shared memory (test/bic was ×2)."""
+    torch.manual_seed(0)
+    module = GMMSGD(net=GaussianMixtureModel(3, 2), optimizer=torch.optim.Adam)
+
+    def data() -> BlobsDataModule:
+        return BlobsDataModule(num_samples=600, num_features=2, num_components=3,
+                               batch_size=100, seed=0)
+
+    _quiet_trainer(max_epochs=1).fit(module, data())
+    single = _quiet_trainer(devices=1)
+    want = {**single.validate(module, data(), verbose=False)[0],
+            **single.test(module, data(), verbose=False)[0]}
+    spawn = _quiet_trainer(devices=2, strategy="ddp_spawn")
+    got = {**spawn.validate(module, data(), verbose=False)[0],
+           **spawn.test(module, data(), verbose=False)[0]}
+    assert {"val/bic", "test/bic", "test/nll", "test/ari"} <= set(want)
+    assert got.keys() == want.keys()
+    for key, value in want.items():
+        assert got[key] == pytest.approx(value, rel=1e-5), key
