@@ -92,7 +92,9 @@ class MixtureFigure(FigureCallback):
     """Every ``every_n_epochs`` validation epochs (and the last), log the mixture figure
     (``val/mixture``) and the weight spectrum (``val/weights``) to TensorBoard, from the
     module's injected model (a :class:`~mixtures.models.base.MixtureDensity`; other modules
-    are skipped).
+    are skipped). When training ends, the figures are drawn once more from the final model
+    if it changed since the last ones (a model that stops itself — EM, the DPMM — decides so
+    after the validation hooks, and prunes or updates after the last figure).
 
     Args:
         every_n_epochs: period in epochs.
@@ -102,20 +104,39 @@ class MixtureFigure(FigureCallback):
     def __init__(self, every_n_epochs: int = 10, max_points: int = 2000) -> None:
         super().__init__(every_n_epochs)
         self.max_points = max_points
+        self._drawn: dict[str, Tensor] | None = None  # parameters of the last figures
 
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        dm, model = trainer.datamodule, getattr(pl_module, "model", None)
-        if not self.due(trainer) or not isinstance(model, MixtureDensity) or dm is None:
+        if self.due(trainer):
+            self._draw(trainer, pl_module, f"epoch {trainer.current_epoch}")
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        model = getattr(pl_module, "model", None)
+        if not self.can_log(trainer) or not isinstance(model, MixtureDensity):
             return
-        epoch = trainer.current_epoch
+        if self._drawn is not None and _same(self._drawn, model.mixture_parameters()):
+            return
+        self._draw(trainer, pl_module, f"final, after {trainer.current_epoch} epochs")
+
+    def _draw(self, trainer: L.Trainer, pl_module: L.LightningModule, title: str) -> None:
+        dm, model = trainer.datamodule, getattr(pl_module, "model", None)
+        if not isinstance(model, MixtureDensity) or dm is None:
+            return
         x = dm.split("val")[0][: self.max_points]
         if x.shape[0] == 0:
             x = dm.split("train")[0][: self.max_points]
         with torch.no_grad():
             labels = model.predict(x.to(pl_module.device))
         params = model.mixture_parameters()
+        self._drawn = {k: v.detach().clone() for k, v in params.items()}
         threshold = getattr(model, "active_threshold", None)
         self.log_figures(trainer, {
-            "val/mixture": mixture_figure(x, labels, params, title=f"epoch {epoch}"),
-            "val/weights": weight_figure(params["weights"], threshold, title=f"epoch {epoch}"),
+            "val/mixture": mixture_figure(x, labels, params, title=title),
+            "val/weights": weight_figure(params["weights"], threshold, title=title),
         }, step=trainer.global_step)
+
+
+def _same(a: dict[str, Tensor], b: dict[str, Tensor]) -> bool:
+    """Whether two parameter dicts hold the same keys, shapes and values."""
+    return a.keys() == b.keys() and all(
+        a[k].shape == b[k].shape and torch.equal(a[k], b[k].to(a[k].device)) for k in a)

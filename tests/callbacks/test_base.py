@@ -157,3 +157,27 @@ def test_the_last_figure_of_a_converged_em_run_shows_the_final_weights(tmp_path)
     acc.Reload()
     # epoch 0 and the converged last epoch (EM takes no optimizer steps: both at global step 0)
     assert len(acc.Images("val/mixture")) == 2
+
+
+def test_the_last_figure_of_an_early_stopped_dpmm_run_is_of_the_final_model(tmp_path) -> None:
+    """A DPMM stopped by early stopping on val/nll (decided after the figure hooks): its last
+    val/weights image is drawn from the final model, not from an earlier epoch."""
+    from lightning.pytorch.callbacks import EarlyStopping
+
+    from mixtures.callbacks.figures import _same
+    from mixtures.lit import DPMMModule
+    from mixtures.models import DPMM
+
+    dm = BlobsDataModule(num_samples=600, num_components=3, separation=2.0)
+    module = DPMMModule(DPMM(8, 2), tol=None)
+    figures = MixtureFigure(every_n_epochs=1000, max_points=50)
+    stop = EarlyStopping(monitor="val/nll", min_delta=1e-3, patience=1)
+    trainer = L.Trainer(accelerator="cpu", max_epochs=200, logger=TensorBoardLogger(tmp_path),
+                        callbacks=[figures, stop], enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False)
+    trainer.fit(module, datamodule=dm)
+    assert 1 < trainer.current_epoch < 200  # stopped early
+    assert _same(figures._drawn, module.model.mixture_parameters())
+    acc = EventAccumulator(trainer.logger.log_dir, size_guidance={"images": 0})
+    acc.Reload()
+    assert len(acc.Images("val/weights")) == 2  # epoch 0 and the final model

@@ -64,3 +64,26 @@ def test_mixture_figure_hook() -> None:
     cb.on_validation_epoch_end(quiet, _Mixture())  # not due
     cb.on_validation_epoch_end(trainer, torch.nn.Linear(2, 2))  # no mixture model
     assert logged(quiet) == [] and len(logged(trainer)) == 2
+
+
+def test_final_figure_drawn_from_the_final_model() -> None:
+    """A model that changed after its last figure (EM / DPMM stop themselves after the
+    validation hooks) gets one more figure at the end of training, from its final
+    parameters; an unchanged model is not drawn twice."""
+    dm = BlobsDataModule(num_samples=40, num_components=2)
+    trainer = make_trainer(datamodule=dm, current_epoch=4, global_step=17)
+    cb, module = MixtureFigure(every_n_epochs=2, max_points=10), _Mixture()
+    cb.on_validation_epoch_end(trainer, module)
+    cb.on_train_end(trainer, module)  # unchanged since the figure
+    assert logged(trainer) == [("val/mixture", 17), ("val/weights", 17)]
+    with torch.no_grad():
+        for p in module.model.parameters():
+            p.add_(0.5)  # the model moves on after the last figure
+    trainer.global_step = 18
+    cb.on_train_end(trainer, module)
+    assert logged(trainer)[2:] == [("val/mixture", 18), ("val/weights", 18)]
+    calls = trainer.loggers[0].experiment.add_figure.call_args_list
+    assert calls[-1].args[1].axes[0].get_title().startswith("final")
+    fresh = make_trainer(datamodule=dm, current_epoch=3)
+    MixtureFigure(every_n_epochs=2).on_train_end(fresh, _Mixture())  # never drawn: draw now
+    assert [tag for tag, _ in logged(fresh)] == ["val/mixture", "val/weights"]
