@@ -183,9 +183,13 @@ class MixtureModule(L.LightningModule):
     def _eval_epoch_end(self, prefix: str, ll: LogLikelihood,
                         scores: ClusteringScores | None) -> None:
         stats = ll.compute()
+        # in the data's own units: the model sees standardised points z = (x − shift) / scale,
+        # so log p(x) = log p(z) − Σ_j log scale_j (0 for data the DataModule does not scale)
+        log_scale = self.x_standardizer.log_scale_sum.to(stats["mean"])
+        total = stats["total"] - stats["count"] * log_scale
         metrics = {
-            f"{prefix}/nll": -stats["mean"],
-            f"{prefix}/bic": bic(stats["total"], self.model.num_parameters(), stats["count"]),
+            f"{prefix}/nll": log_scale - stats["mean"],
+            f"{prefix}/bic": bic(total, self.model.num_parameters(), stats["count"]),
         }
         if scores is not None and scores.update_count > 0:
             cs = scores.compute()

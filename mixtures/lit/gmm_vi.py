@@ -129,6 +129,7 @@ class GMMVI(MixtureModule):
         with torch.no_grad():
             kl = self.model.kl().double() / self.model.dataset_size.double()
         self.log_dict({f"{prefix}/elbo": (expected_stats["mean"] - kl).float(),
-                       f"{prefix}/nll_predictive": (-pred_stats["mean"]).float()},
+                       f"{prefix}/nll_predictive": (self.x_standardizer.log_scale_sum.to(
+                           pred_stats["mean"]) - pred_stats["mean"]).float()},
                       sync_dist=True, prog_bar=prefix == "val")
         super()._eval_epoch_end(prefix, ll, scores)

@@ -29,7 +29,7 @@ import torch
 from lightning.pytorch.loggers import CSVLogger
 from torch.utils.data import DataLoader, TensorDataset
 
-from mixtures.data import BlobsDataModule, FileDataModule, Standardizer
+from mixtures.data import BlobsDataModule, FileDataModule, Standardizer, make_blobs
 from mixtures.lit import GMMSGD
 from mixtures.lit.base import global_batch_mean, take_standardizers
 from mixtures.metrics import bic
@@ -438,3 +438,34 @@ def test_ddp_spawn_metrics_equal_single_process() -> None:
     assert got.keys() == want.keys()
     for key, value in want.items():
         assert got[key] == pytest.approx(value, rel=1e-5), key
+
+
+@pytest.mark.parametrize(("model", "epochs"), [("gmm_em", 40), ("gmm_sgd", 40),
+                                             ("dpmm_full", 5), ("gmm_vi", 5)])
+def test_file_data_metrics_are_in_the_files_units(cfg_factory, tmp_path, model, epochs):
+    """``data=file`` standardises the points for training; val/test NLL and BIC are still
+    those of the file's own units: scaling the file by 100 raises test/nll by exactly
+    D·log 100 per point (it left it unchanged before), and test/nll is scikit-learn's held-out
+    score on the raw points, to the fit's precision."""
+    from sklearn.mixture import GaussianMixture  # noqa: PLC0415
+
+    x, _, _ = make_blobs(3000, 2, 3, separation=4.0, seed=5)
+    raw = x.double().numpy() * 7.0 + 40.0
+    metrics = {}
+    for factor in (1.0, 100.0):
+        path = tmp_path / f"points_{factor:g}.npy"
+        np.save(path, raw * factor)
+        cfg = cfg_factory([f"model={model}", "data=file", f"data.path={path}", "logger=csv",
+                           "callbacks=none", "model.net.num_components=3",
+                           f"trainer.max_epochs={epochs}", "data.dtype=float64",
+                           "trainer.precision=64"], sub=f"{model}_{factor:g}")
+        metrics[factor] = train(cfg)[0]
+    d = raw.shape[1]
+    assert float(metrics[100.0]["test/nll"] - metrics[1.0]["test/nll"]) == pytest.approx(
+        d * math.log(100.0), abs=1e-3)
+    if epochs >= 40:  # trained to convergence: scikit-learn's fit of the raw points
+        ref = GaussianMixture(3, random_state=0).fit(raw)
+        assert float(metrics[1.0]["test/nll"]) == pytest.approx(-ref.score(raw), abs=0.05)
+    n_test = 300
+    assert float(metrics[100.0]["test/bic"] - metrics[1.0]["test/bic"]) == pytest.approx(
+        2 * n_test * d * math.log(100.0), rel=1e-4)
