@@ -133,7 +133,9 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
         lg.log_hyperparams(hparams)
 
     if cfg.get("train", True):
-        trainer.fit(model=model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+        # weights_only: a checkpoint never runs code (Lightning's default is False for URLs)
+        trainer.fit(model=model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"),
+                    weights_only=True)
     metrics = {k: _to_float(v) for k, v in trainer.callback_metrics.items()}
 
     if cfg.get("test", False):
@@ -143,7 +145,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
             if ckpt is None:
                 log.warning("no best checkpoint: testing the final weights.")
         _carry_csv_header(trainer)
-        trainer.test(model=model, datamodule=datamodule, ckpt_path=ckpt, weights_only=False)
+        trainer.test(model=model, datamodule=datamodule, ckpt_path=ckpt, weights_only=True)
         metrics.update({k: _to_float(v) for k, v in trainer.callback_metrics.items()})
 
     bad = [k for k, v in metrics.items() if not math.isfinite(v)]
