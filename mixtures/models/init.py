@@ -86,11 +86,11 @@ def initial_responsibilities(
     if generator is not None and num_restarts != 1:
         raise ValueError("a generator serves one restart; pass seed for several.")
     resp = torch.zeros(n, num_restarts, k, dtype=x.dtype, device=x.device)
-    gens = [generator or torch.Generator(device=x.device).manual_seed(seed + r)
-            for r in range(num_restarts)]
     if method == "kmeans":  # Lloyd for all restarts at once, each from its own seeds
         labels = kmeans_labels(x, k, num_restarts, seed, kmeans_iters, generator)  # [N, R]
         return resp.scatter_(2, labels[..., None], 1.0)
+    gens = [generator or torch.Generator(device=x.device).manual_seed(seed + r)
+            for r in range(num_restarts)]
     rows, arange = torch.arange(n, device=x.device), torch.arange(k, device=x.device)
     for r, gen in enumerate(gens):
         if method == "random":
