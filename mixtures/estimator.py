@@ -99,17 +99,21 @@ class GaussianMixture(*_BASES):
     ``[K, D]``, spherical ``[K]``), ``converged_``, ``n_iter_``, ``lower_bound_``,
     ``lower_bounds_``, ``n_features_in_``. They are read-only copies: predictions come from the
     engine. Outputs and fitted attributes have the data's float dtype (float64 unless X is
-float32), as scikit-learn's. Differences: the engine computes in
-float32 by default whatever the input dtype;
-    ``random_state`` seeds torch generators, so draws differ from scikit-learn's.
+    float32), as scikit-learn's. Differences: the engine computes in float32 by default whatever
+    the input dtype (results agree with scikit-learn's to float32 rounding; ``dtype="float64"``
+    for more); ``random_state`` seeds torch generators and our own k-means, so draws, and the
+    numbering of the initial components, differ from scikit-learn's (tests/sklearn_suite runs
+    scikit-learn's own tests against this class and lists each difference).
 
     Numerics: points whose largest magnitude lies outside ``[2⁻²⁰, 2²⁰]`` are fitted divided
     by a power of two (exact; ``reg_covar`` and the initial parameters follow, and every
     result is mapped back, log-densities by ``−D log s``), so float32 fits data on a scale of
     1e18 or 1e-15 (a fixed "unit" covariance is not rescaled). A fit whose covariances lie
     within the working dtype's rounding of the data's second moments warns (RuntimeWarning:
-    use float64 or a larger ``reg_covar``); with ``reg_covar=0`` it raises, as scikit-learn;
-    non-finite fitted parameters always raise.
+    use float64 or a larger ``reg_covar``); with ``reg_covar=0`` it raises, as scikit-learn
+    does where its Cholesky factorisation fails, and also where a variance is rounding noise
+    that happens to be positive (a singleton component's); non-finite fitted parameters always
+    raise.
     """
 
     def __init__(self, n_components=1, *, covariance_type="full", tol=1e-3, reg_covar=1e-6,
