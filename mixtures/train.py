@@ -20,6 +20,7 @@ from lightning.pytorch.loggers import CSVLogger
 from omegaconf import DictConfig, OmegaConf
 
 from mixtures.lit.requirements import check_kind
+from mixtures.lit.saving import record_net_config
 
 __all__ = ["train", "instantiate_list", "metric_value"]
 
@@ -72,6 +73,13 @@ def _report_mixture(model: Any, output_dir: str | None) -> None:
         return
     params = model.mixture_parameters(original_units=True)
     params = {k: v.cpu() for k, v in params.items()}
+    bad = [k for k, v in params.items() if not bool(torch.isfinite(v).all())]
+    if bad:  # nothing is written: a mixture with non-finite parameters is not a result
+        raise FloatingPointError(
+            f"the fitted mixture has non-finite {bad} in the data's units: the run diverged "
+            "or the data's scale exceeds float64; train in float64 (trainer.precision=64), "
+            "standardise the data (data.standardize=true) or raise the covariance floor "
+            "(model.net.reg_covar).")
     if output_dir:
         path = Path(output_dir) / "mixture.pt"
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -100,6 +108,29 @@ def _carry_csv_header(trainer: L.Trainer) -> None:
             keys.sort()
 
 
+def _validate(trainer: L.Trainer, model: Any, datamodule: Any, cfg: DictConfig,
+              training: bool) -> dict[str, float]:
+    """The validation metrics of the weights at hand, when fitting logged none.
+
+    With ``train=false`` this loads ``ckpt_path`` into the model (so the test, the fitted
+    mixture and the returned metrics are the checkpoint's, not an untrained model's). After a
+    fit that ran no epoch — ``trainer.max_epochs=0``, or resuming a run that had already
+    finished — the final metrics would otherwise be missing (and ``optimized_metric`` with
+    them); they are those of the weights the fit ended with.
+    """
+    if training:
+        log.warning(
+            "no training epoch ran (trainer.max_epochs=%s; a resumed run that had already "
+            "reached it does not train again): validating the current weights.",
+            trainer.max_epochs)
+        ckpt = None
+    else:
+        log.info("train=false: validating and testing the weights of %s", cfg.ckpt_path)
+        ckpt = cfg.ckpt_path
+    trainer.validate(model=model, datamodule=datamodule, ckpt_path=ckpt, weights_only=True)
+    return {k: _to_float(v) for k, v in trainer.callback_metrics.items()}
+
+
 def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     """Fit (and test) the configured model.
 
@@ -118,7 +149,10 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     check_kind(hydra.utils.get_class(cfg.model._target_), datamodule)
 
     log.info("model: %s", cfg.model._target_)
-    model = hydra.utils.instantiate(cfg.model, **_data_sizes(cfg, datamodule))
+    sizes = _data_sizes(cfg, datamodule)
+    model = hydra.utils.instantiate(cfg.model, **sizes)
+    # checkpoints rebuild their model: Module.load_from_checkpoint(path), no net= needed
+    record_net_config(model, cfg.model.get("net"), sizes.get("net"))
     if str(cfg.trainer.get("precision")) in ("64", "64-true", "double"):
         # Convert here, not only inside the trainer: initialisation then runs in float64, and
         # under ddp_spawn the weights copied back to this process keep their precision.
@@ -132,15 +166,21 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     for lg in trainer.loggers:
         lg.log_hyperparams(hparams)
 
-    if cfg.get("train", True):
+    ckpt_path, training = cfg.get("ckpt_path"), bool(cfg.get("train", True))
+    if not training and not ckpt_path:
+        raise ValueError(
+            "train=false evaluates a trained checkpoint, but ckpt_path is not set: pass "
+            "ckpt_path=<run dir>/checkpoints/last.ckpt (or the best epoch_*.ckpt there).")
+    if training:
         # weights_only: a checkpoint never runs code (Lightning's default is False for URLs)
-        trainer.fit(model=model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"),
-                    weights_only=True)
+        trainer.fit(model=model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
     metrics = {k: _to_float(v) for k, v in trainer.callback_metrics.items()}
+    if not training or not any(k.startswith("val/") for k in metrics):
+        metrics.update(_validate(trainer, model, datamodule, cfg, training))
 
     if cfg.get("test", False):
-        ckpt = None  # the final weights
-        if cfg.get("test_ckpt") == "best":
+        ckpt = None  # the final weights (with train=false: those of ckpt_path, loaded above)
+        if cfg.get("test_ckpt") == "best" and training:
             ckpt = getattr(trainer.checkpoint_callback, "best_model_path", "") or None
             if ckpt is None:
                 log.warning("no best checkpoint: testing the final weights.")
@@ -151,6 +191,11 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     bad = [k for k, v in metrics.items() if not math.isfinite(v)]
     if bad:
         raise FloatingPointError(f"non-finite final metrics {bad}: the run diverged.")
+    bad = [n for n, p in model.named_parameters() if not bool(torch.isfinite(p).all())]
+    if bad:  # never a successful exit with a broken model
+        raise FloatingPointError(
+            f"non-finite parameters {bad} after training: the run diverged; train in float64 "
+            "(trainer.precision=64), lower the learning rate or standardise the data.")
     output_dir = cfg.get("paths", {}).get("output_dir")
     if trainer.is_global_zero:
         _report_mixture(model, output_dir)

@@ -71,7 +71,7 @@ def test_file_data_reports_original_units(cfg_factory, tmp_path) -> None:
     fitted = torch.load(Path(cfg.paths.output_dir) / "mixture.pt")
     means = fitted["means"][fitted["means"][:, 0].argsort()]
     # the file's units are centre × 10 + 100; the largest first coordinate is (160, 100, 110)
-    assert torch.allclose(means[-1], torch.tensor([160.0, 100.0, 110.0]), atol=1.5)
+    assert torch.allclose(means[-1], torch.tensor([160.0, 100.0, 110.0]).double(), atol=1.5)
     assert fitted["covariances"].diagonal(dim1=-2, dim2=-1).mean() == pytest.approx(100, rel=0.1)
 
 

@@ -107,6 +107,25 @@ class PrecisionDraw:
     log_det: Tensor
 
 
+def scatter_cholesky(scatter: Tensor) -> Tensor:
+    """The Cholesky factor of Wishart scale matrices ``Ψ [..., D, D]``, with a clear error.
+
+    ``Ψ = Ψ₀ + Σ r x xᵀ − β m mᵀ`` is positive definite in exact arithmetic; it stops being so
+    numerically when Ψ₀ is (nearly) singular and the statistics are float32 — the default
+    Ψ₀, the data covariance, is singular when there are no more points than features.
+    """
+    try:
+        return torch.linalg.cholesky(scatter)
+    except torch.linalg.LinAlgError as err:
+        raise FloatingPointError(
+            f"a Wishart scale matrix ({scatter.shape[-1]} × {scatter.shape[-1]}) is not "
+            "positive definite in floating point — typical with fewer points than features, "
+            "where the default covariance_prior (the data covariance) is singular. Train in "
+            "float64 (trainer.precision=64), set model.net.covariance_prior to a positive "
+            "number, or use a diagonal covariance (covariance=diag)."
+        ) from err
+
+
 def _gamma(shape: Tensor, rate: Tensor) -> torch.distributions.Gamma:
     """``Gamma(shape, rate)`` without argument validation (a hot path; callers' are valid)."""
     return torch.distributions.Gamma(shape, rate, validate_args=False)
@@ -505,14 +524,14 @@ class NormalWishart(ConjugatePrior):
         return (self._multi_digamma(q.nu / 2, d) + d * math.log(2.0) - d * q.nu.log())
 
     def _log_det_scatter(self, scatter: Tensor) -> Tensor:
-        tril = torch.linalg.cholesky(scatter)
+        tril = scatter_cholesky(scatter)
         return 2.0 * tril.diagonal(dim1=-2, dim2=-1).log().sum(-1)
 
     def kl_precision(self, q: NormalPrecision, p: NormalPrecision) -> Tensor:
         d = q.mean.shape[-1]
-        tril_q = torch.linalg.cholesky(q.scatter)
+        tril_q = scatter_cholesky(q.scatter)
         # tr(Ψ₀ Ψ⁻¹) = ‖L_q⁻¹ L₀‖²_F by one triangular solve
-        tril_p = torch.linalg.cholesky(p.scatter)
+        tril_p = scatter_cholesky(p.scatter)
         trace = torch.linalg.solve_triangular(tril_q, tril_p, upper=False).square().sum((-2, -1))
         logdet_q = 2.0 * tril_q.diagonal(dim1=-2, dim2=-1).log().sum(-1)
         logdet_p = 2.0 * tril_p.diagonal(dim1=-2, dim2=-1).log().sum(-1)
@@ -534,7 +553,7 @@ class NormalWishart(ConjugatePrior):
         diag = chi2.sqrt()
         below = torch.randn((*shape, d, d), dtype=dt, device=dev).tril(-1)
         factor = below + torch.diag_embed(diag)  # A
-        tril_psi = torch.linalg.cholesky(q.scatter)  # [..., K, D, D]
+        tril_psi = scatter_cholesky(q.scatter)  # [..., K, D, D]
         root = torch.linalg.solve_triangular(tril_psi.transpose(-1, -2).expand(*shape, d, d),
                                              factor, upper=True)  # U = L_Ψ⁻ᵀ A
         precision = root @ root.transpose(-1, -2)

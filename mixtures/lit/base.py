@@ -27,6 +27,7 @@ from torchmetrics import Metric
 
 from mixtures.data.standardize import Standardizer
 from mixtures.lit.requirements import check_data
+from mixtures.lit.saving import CheckpointLoading, build_net
 from mixtures.metrics import ClusteringScores, LogLikelihood, bic
 from mixtures.models.base import MixtureDensity
 
@@ -79,11 +80,12 @@ def unshare_metric_states(module: torch.nn.Module) -> None:
             sub.reset()
 
 
-class MixtureModule(L.LightningModule):
+class MixtureModule(CheckpointLoading, L.LightningModule):
     """Base LightningModule of the mixture densities (training regimes add their steps).
 
     Args:
-        net: the model, built by the config (``model.net``).
+        net: the model, built by the config (``model.net``), or a saved config of it
+            (:mod:`mixtures.lit.saving`: ``load_from_checkpoint`` rebuilds it so).
         eval_every_n_epochs: evaluate (held-out likelihood, BIC, ARI / NMI) every this many
             training epochs, and always at the first and the last (module docstring).
     """
@@ -93,6 +95,7 @@ class MixtureModule(L.LightningModule):
 
     def __init__(self, net: MixtureDensity, eval_every_n_epochs: int = 1) -> None:
         super().__init__()
+        net = build_net(net)
         if isinstance(eval_every_n_epochs, bool) or not isinstance(eval_every_n_epochs, int) \
                 or eval_every_n_epochs < 1:
             raise ValueError("model.eval_every_n_epochs must be a positive integer, got "
@@ -164,9 +167,12 @@ class MixtureModule(L.LightningModule):
 
     def mixture_parameters(self, original_units: bool = False) -> dict[str, Tensor]:
         """The fitted mixture's ``weights``, ``means``, ``covariances``: in the units the model
-        was trained in (for figures), or in the data's original units."""
+        was trained in (for figures), or in the data's original units — in float64 then, so a
+        float32 model of data on a scale beyond ~1e19 (covariances beyond float32's 3.4e38 in
+        the data's units) is reported finite and exact."""
         params = self.model.mixture_parameters()
         if original_units:
+            params = {k: v.double() for k, v in params.items()}
             params["means"] = self.x_standardizer.means_to_original(params["means"])
             params["covariances"] = self.x_standardizer.covariances_to_original(
                 params["covariances"])

@@ -45,9 +45,43 @@ class GMMEM(MixtureModule):
         # DistributedDataParallel refuses a module with nothing to train; EM has no gradients.
         self._ddp_placeholder = nn.Parameter(torch.zeros(()))
         self._stats: EMStatistics | None = None
+        self._counts: Tensor | None = None
 
     def configure_optimizers(self) -> None:
         return None
+
+    def _count_step(self) -> None:
+        """Count the M-step as the trainer's step (one per iteration).
+
+        EM calls no optimizer, so ``global_step`` would stay 0: ``ModelCheckpoint`` (which
+        saves only when it moved) would never write ``last.ckpt`` and ``trainer.max_steps``
+        would never stop a run. The manual-optimisation step counter is what Lightning reads
+        for ``global_step`` and saves in the checkpoint's loop state, so a resumed run
+        continues the count.
+        """
+        progress = self.trainer.fit_loop.epoch_loop.manual_optimization.optim_step_progress
+        progress.increment_ready()
+        progress.increment_completed()
+
+    def on_train_end(self) -> None:
+        """Warn when a dense covariance was fitted from fewer points than it has dimensions
+        (N_k ≤ D): its scatter is singular, so the covariance in the missing directions is
+        ``reg_covar`` alone and held-out likelihoods are meaningless (a val/nll of 1e8, not an
+        error). Raised once, at the end, from the last iteration's counts."""
+        d = self.model.num_features
+        if self._counts is None or self.model.cov.raw_size(d) <= d:  # not a dense type
+            return
+        counts = self._counts[self.model.best_restart]
+        if self.model.cov.shared:
+            counts = counts.sum(-1, keepdim=True)
+        smallest = float(counts.min())
+        if smallest <= d:
+            warnings.warn(
+                f"a {d}-dimensional dense covariance was fitted from {smallest:.1f} points "
+                f"(at most D = {d}): it is singular but for reg_covar="
+                f"{self.model.reg_covar:g}, so densities and held-out scores are not "
+                "meaningful. Use covariance=diag (or scalar), fewer components, more data, "
+                "or a larger model.net.reg_covar.", RuntimeWarning, stacklevel=1)
 
     # -- one EM iteration per epoch -------------------------------------------------------------
     def on_train_epoch_start(self) -> None:
@@ -65,7 +99,9 @@ class GMMEM(MixtureModule):
         stats = EMStatistics(*(strategy.reduce(t, reduce_op="sum")
                                for t in self._stats.as_tuple()))
         self._stats = None
+        self._counts = stats.counts  # [R, K], for the check at the end of training
         self.model.em_step(stats, self.hparams.tol)
+        self._count_step()
         # one host synchronisation per iteration: the finiteness checks and convergence together
         names = ("log_weights", "means", "raw_covariance")
         flags = torch.stack([torch.isfinite(getattr(self.model, n)).all() for n in names]

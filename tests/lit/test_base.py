@@ -267,11 +267,12 @@ def test_fit_initialises_in_setup_and_logs_validation_metrics():
         -2 * float(total) + 17 * math.log(30), rel=1e-5)
     assert {"val/ari", "val/nmi"} <= set(metrics)  # the blobs carry labels
     assert float(metrics["val/ari"]) > 0.9
-    # no standardisation: original units are the model's units
+    # no standardisation: original units are the model's units (reported in float64)
     params = module.mixture_parameters()
     original = module.mixture_parameters(original_units=True)
     for name in ("weights", "means", "covariances"):
-        torch.testing.assert_close(original[name], params[name], msg=name)
+        assert original[name].dtype == torch.float64, name
+        torch.testing.assert_close(original[name], params[name].double(), msg=name)
 
 
 def test_standardised_file_gives_means_in_the_files_units(tmp_path):
@@ -285,14 +286,14 @@ def test_standardised_file_gives_means_in_the_files_units(tmp_path):
     params = module.mixture_parameters()
     original = module.mixture_parameters(original_units=True)
     assert float(params["means"].abs().max()) < 3.0  # trained in standardised units
-    scale = dm.x_standardizer.scale
-    torch.testing.assert_close(original["means"], params["means"] * scale + dm.x_standardizer.shift)
+    scale, shift = dm.x_standardizer.scale.double(), dm.x_standardizer.shift.double()
+    torch.testing.assert_close(original["means"], params["means"].double() * scale + shift)
     torch.testing.assert_close(original["covariances"],
-                               params["covariances"] * scale[:, None] * scale[None, :])
-    torch.testing.assert_close(original["weights"], params["weights"])
+                               params["covariances"].double() * scale[:, None] * scale[None, :])
+    torch.testing.assert_close(original["weights"], params["weights"].double())
     # every generating centre has a fitted mean near it, in the file's units (two Adam steps of
     # lr 0.05 in standardised units move a mean by at most 0.1 · scale from the k-means init)
-    dist = torch.cdist(torch.as_tensor(centres, dtype=torch.float32), original["means"])
+    dist = torch.cdist(torch.as_tensor(centres, dtype=torch.float64), original["means"])
     tol = 0.1 * float(scale.max()) + 3.0
     assert float(dist.amin(1).max()) < tol, dist
 
