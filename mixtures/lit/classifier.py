@@ -24,6 +24,7 @@ from torchmetrics import Metric
 from mixtures.lit.base import global_batch_mean, unshare_metric_states
 from mixtures.lit.optim import optimizer_factory, optimizers_from_config
 from mixtures.lit.requirements import check_data
+from mixtures.lit.saving import CheckpointLoading, build_net
 from mixtures.metrics import ClassificationScores
 
 __all__ = ["ClassifierModule"]
@@ -50,7 +51,7 @@ class ComponentUsage(Metric):
         return self.resp / self.count.clamp_min(1)[:, None]
 
 
-class ClassifierModule(L.LightningModule):
+class ClassifierModule(CheckpointLoading, L.LightningModule):
     """A network that returns class log-probabilities, trained on the labels' NLL.
 
     Args:
@@ -74,6 +75,7 @@ class ClassifierModule(L.LightningModule):
         ece_bins: int = 15,
     ) -> None:
         super().__init__()
+        net = build_net(net)  # or a saved config of it (mixtures.lit.saving)
         self.save_hyperparameters(ignore=["net", "optimizer", "scheduler"])
         self.net = net
         self.optimizer_factory = optimizer_factory(optimizer, lr)

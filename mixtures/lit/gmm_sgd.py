@@ -63,7 +63,7 @@ class GMMSGD(MixtureModule):
         check_lr("model.component_lr", component_lr)
         self.optimizer_factory = optimizer_factory(
             optimizer, default=functools.partial(torch.optim.Adam, lr=0.05))
-        self.min_weight = min_weight if min_weight is not None else 1e-3 / net.num_components
+        self.min_weight = min_weight if min_weight is not None else 1e-3 / self.model.num_components
         self.register_buffer("num_reseeded", torch.zeros((), dtype=torch.long))
         self._collapse_seen = _LaggedFlag()
 

@@ -26,6 +26,7 @@ from mixtures.data.standardize import Standardizer
 from mixtures.lit.base import global_batch_mean, take_standardizers, unshare_metric_states
 from mixtures.lit.optim import optimizer_factory, optimizers_from_config
 from mixtures.lit.requirements import check_data
+from mixtures.lit.saving import CheckpointLoading, build_net
 from mixtures.metrics import Calibration, LogLikelihood, crps_from_samples
 from mixtures.models.mdn import MixtureDensityNetwork
 
@@ -37,7 +38,7 @@ NO_TARGETS = (
 )
 
 
-class MDNModule(L.LightningModule):
+class MDNModule(CheckpointLoading, L.LightningModule):
     """Mixture density network fitted by gradient descent on the negative log-likelihood.
 
     Args:
@@ -67,6 +68,7 @@ class MDNModule(L.LightningModule):
         seed: int = 0,
     ) -> None:
         super().__init__()
+        net = build_net(net)  # or a saved config of it (mixtures.lit.saving)
         self.save_hyperparameters(ignore=["net", "optimizer", "scheduler"])
         if crps_samples < 2:
             raise ValueError(f"model.crps_samples must be ≥ 2, got {crps_samples}.")
