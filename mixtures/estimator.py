@@ -539,8 +539,16 @@ class GaussianMixture(*_BASES):
 
     @classmethod
     def load(cls, path, device=None) -> GaussianMixture:
-        """Rebuild a model saved by :meth:`save` (optionally onto another ``device``)."""
+        """Rebuild a model saved by :meth:`save` (optionally onto another ``device``), or a
+        fitted ``covariance_type="full"`` model from a run's ``mixture.pt`` (``train.py``: the
+        weights, means and covariances in the data's units; ``n_iter_`` 0 and
+        ``lower_bound_`` nan, which the file does not hold)."""
         blob = torch.load(path, map_location="cpu", weights_only=True)
+        if isinstance(blob, dict) and {"weights", "means", "covariances"} <= set(blob):
+            return cls._from_mixture(blob, device)
+        if not (isinstance(blob, dict) and {"params", "fitted", "state"} <= set(blob)):
+            raise ValueError(f"{path} is neither a GaussianMixture.save file nor a run's "
+                             "mixture.pt (weights, means, covariances).")
         params = blob["params"] | ({} if device is None else {"device": device})
         model = cls(**params)
         dev, dtype = model._settings()
@@ -550,5 +558,26 @@ class GaussianMixture(*_BASES):
         model._em = em.to(dev, dtype)
         for k, v in blob["fitted"].items():
             setattr(model, k, v)
+        model._export()
+        return model
+
+    @classmethod
+    def _from_mixture(cls, blob: dict, device=None) -> GaussianMixture:
+        weights, means = blob["weights"].double(), blob["means"].double()
+        covariances = blob["covariances"].double()
+        k, d = means.shape
+        if weights.shape != (k,) or covariances.shape != (k, d, d):
+            raise ValueError(f"mixture.pt shapes do not match: weights {list(weights.shape)}, "
+                             f"means {list(means.shape)}, covariances "
+                             f"{list(covariances.shape)} (expected [K], [K, D], [K, D, D]).")
+        model = cls(n_components=k, covariance_type="full", dtype=torch.float64,
+                    **({} if device is None else {"device": device}))
+        dev, dtype = model._settings()
+        model._scale = 1.0
+        em = model._engine(d).to(dev, dtype)
+        em.set_parameters(weights.to(dev), means.to(dev), covariances.to(dev))
+        model._em, model.n_features_in_ = em, d
+        model.converged_, model.n_iter_ = True, 0
+        model.lower_bound_, model.lower_bounds_ = float("nan"), []
         model._export()
         return model

@@ -184,3 +184,27 @@ def test_load_from_checkpoint_rebuilds_the_model_it_holds(cfg_factory, model, mo
     assert set(loaded.state_dict()) == set(trained)
     for name, value in loaded.state_dict().items():
         assert torch.equal(value, trained[name]), name
+
+
+def test_a_runs_mixture_pt_loads_as_a_fitted_gaussian_mixture(cfg_factory, tmp_path):
+    """``GaussianMixture.load`` on a run's mixture.pt raised KeyError 'params'. It now gives a
+    fitted full-covariance model in the data's units: its log-densities of the file's raw
+    points equal the run's (the module's, mapped to the file's units by the standardisation)."""
+    from mixtures import GaussianMixture
+
+    x = _blobs() * 10.0 + 100.0
+    path = _write_csv(tmp_path / "x.csv", x)
+    cfg = cfg_factory(["model=gmm_em", "covariance=diag", "data=file", f"data.path={path}",
+                       "logger=csv", "test=false"])
+    _, objects = train(cfg)
+    gm = GaussianMixture.load(Path(cfg.paths.output_dir) / "mixture.pt")
+    module = objects["model"]
+    with torch.no_grad():
+        z = module.x_standardizer.transform(torch.as_tensor(x, dtype=torch.float32))
+        want = module.model.log_prob(z).double() - module.x_standardizer.log_scale_sum.double()
+    np.testing.assert_allclose(gm.score_samples(x), want.numpy(), rtol=1e-4, atol=1e-4)
+    assert gm.means_.shape == (module.num_components, 2) and gm.n_features_in_ == 2
+    np.testing.assert_array_equal(gm.predict(x), module.model.predict(z).numpy())
+    with pytest.raises(ValueError, match="neither"):
+        torch.save({"other": torch.zeros(1)}, tmp_path / "bad.pt")
+        GaussianMixture.load(tmp_path / "bad.pt")
