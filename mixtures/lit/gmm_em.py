@@ -39,8 +39,9 @@ class GMMEM(MixtureModule):
                  eval_every_n_epochs: int = 1) -> None:
         super().__init__(net, eval_every_n_epochs)
         self.save_hyperparameters(ignore=["net"])
-        if not tol >= 0:
-            raise ValueError(f"model.tol must be ≥ 0, got {tol}.")
+        if isinstance(tol, bool) or not isinstance(tol, int | float) or not tol >= 0:
+            raise ValueError(f"model.tol must be a number ≥ 0 (0: run trainer.max_epochs "
+                             f"iterations), got {tol!r}.")
         self.automatic_optimization = False
         # DistributedDataParallel refuses a module with nothing to train; EM has no gradients.
         self._ddp_placeholder = nn.Parameter(torch.zeros(()))

@@ -108,3 +108,13 @@ def test_given_initial_means(cfg_factory):
     bad = cfg_factory(["model=gmm_em", "model.net.means_init=[[0.0,0.0]]"], sub="bad")
     with pytest.raises(Exception, match="means_init has shape"):
         train(bad)
+
+
+@pytest.mark.parametrize("tol", [None, "1e-3", -1.0, float("nan")])
+def test_tol_is_validated_in_the_users_terms(tol):
+    """model.tol=None gave a raw TypeError ('>=' not supported …); issue 15."""
+    from mixtures.lit import GMMEM
+    from mixtures.models import GaussianMixtureEM
+
+    with pytest.raises(ValueError, match="model.tol must be a number"):
+        GMMEM(GaussianMixtureEM(2, 2), tol=tol)
