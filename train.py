@@ -1,20 +1,9 @@
-"""Train a mixture model: ``python train.py [overrides]`` (see README.md and conf/)."""
+"""Train a mixture model: ``python train.py [overrides]`` (see README.md and conf/).
 
-import hydra
-from omegaconf import DictConfig
+The same command is installed as ``mixtures-train`` (``mixtures.cli.train_main``).
+"""
 
-
-@hydra.main(version_base="1.3", config_path="conf", config_name="train")
-def main(cfg: DictConfig) -> float | None:
-    from mixtures.train import metric_value, train
-
-    metrics, _ = train(cfg)
-    width = max((len(k) for k in metrics), default=0)
-    print("\nfinal metrics")
-    for key in sorted(metrics):
-        print(f"  {key:<{width}}  {metrics[key]:.6g}")
-    return metric_value(metrics, cfg.get("optimized_metric"))
-
+from mixtures.cli import train_main
 
 if __name__ == "__main__":
-    main()
+    train_main()
