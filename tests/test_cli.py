@@ -95,7 +95,7 @@ def test_pip_install_into_a_fresh_venv_gives_a_working_command(tmp_path) -> None
                    cwd=tmp_path, timeout=300)
     shutil.rmtree(src)  # the installed copy must not need the source tree
     script = venv / "bin" / "mixtures-train"
-    assert script.is_file()
+    assert script.is_file() and (venv / "bin" / "mixtures-predict").is_file()
     where = subprocess.run([str(python), "-c", "import mixtures.cli as c; print(c.CONF_DIR)"],
                            capture_output=True, text=True, cwd=tmp_path, env=env, check=True)
     assert Path(where.stdout.strip()).is_relative_to(Path(purelib))
