@@ -10,6 +10,7 @@ import csv
 import json
 import logging
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,8 +28,11 @@ __all__ = ["train", "instantiate_list", "metric_value"]
 log = logging.getLogger(__name__)
 
 
-def instantiate_list(cfg: DictConfig | None) -> list[Any]:
-    """Instantiate every entry with a ``_target_`` in a config group (callbacks, loggers)."""
+def instantiate_list(cfg: DictConfig | None,
+                     kwargs_for: Callable[[DictConfig], dict[str, Any]] | None = None
+                     ) -> list[Any]:
+    """Instantiate every entry with a ``_target_`` in a config group (callbacks, loggers),
+    each with the keyword arguments ``kwargs_for(entry)`` gives (none by default)."""
     objs: list[Any] = []
     if not cfg:
         return objs
@@ -36,7 +40,7 @@ def instantiate_list(cfg: DictConfig | None) -> list[Any]:
         raise TypeError("callbacks / logger config must be a mapping of name → {_target_: …}.")
     for _, conf in cfg.items():
         if isinstance(conf, DictConfig) and "_target_" in conf:
-            objs.append(hydra.utils.instantiate(conf))
+            objs.append(hydra.utils.instantiate(conf, **(kwargs_for(conf) if kwargs_for else {})))
     return objs
 
 
@@ -65,6 +69,89 @@ def metric_value(metrics: dict[str, float], name: str | None) -> float | None:
 
 def _to_float(value: Any) -> float:
     return float(value.item()) if isinstance(value, torch.Tensor) else float(value)
+
+
+#: rows scored at once by :func:`_train_criteria` (bounds the [rows, K, D] work)
+_CHUNK = 65536
+
+
+@torch.no_grad()
+def _train_criteria(model: Any, datamodule: Any) -> dict[str, float]:
+    """``train/bic`` and ``train/aic`` of the final mixture on the training points, in the
+    data's units (BIC on the training data, as usual; ``val/bic`` is the held-out split's).
+    Empty for models that are not mixture densities over in-memory points."""
+    net = getattr(model, "model", None)
+    standardizer = getattr(model, "x_standardizer", None)
+    if getattr(model, "data_kind", None) != "points" or standardizer is None \
+            or not hasattr(net, "score_samples") or not hasattr(net, "num_parameters"):
+        return {}
+    try:
+        x = datamodule.train_tensor
+    except (AttributeError, RuntimeError, KeyError):
+        return {}
+    if x is None or x.shape[0] == 0:
+        return {}
+    device, dtype = next(iter(model.state_dict().values())).device, model.dtype
+    total = sum(float(net.score_samples(x[i:i + _CHUNK].to(device, dtype)).double().sum())
+                for i in range(0, x.shape[0], _CHUNK))
+    n = int(x.shape[0])
+    total -= n * float(standardizer.log_scale_sum.double())  # log p(x) = log p(z) - sum log s
+    p = int(net.num_parameters())
+    return {"train/bic": -2.0 * total + p * math.log(n), "train/aic": -2.0 * total + 2.0 * p}
+
+
+def _swept_keys(hydra_cfg: Any) -> set[str]:
+    """The keys a sweep varies: sweep overrides of its command line (``k=1,3``, ``range``,
+    ``choice``; recorded in the sweep's ``multirun.yaml``) and ``hydra.sweeper.params``."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    keys = set((OmegaConf.select(hydra_cfg, "sweeper.params") or {}).keys())
+    path = Path(str(hydra_cfg.sweep.dir)) / "multirun.yaml"
+    if path.is_file():
+        task = OmegaConf.select(OmegaConf.load(path), "hydra.overrides.task") or []
+        for override in OverridesParser.create().parse_overrides([str(o) for o in task]):
+            if override.is_sweep_override():
+                keys.add(override.get_key_element())
+    return keys
+
+
+def _tensorboard_kwargs(conf: DictConfig) -> dict[str, Any]:
+    """In a sweep, name each job's TensorBoard run by the values of the swept keys
+    (``<job>/tensorboard/covariance=diag,model.net.num_components=3``, so ``tensorboard
+    --logdir <sweep dir>`` tells the runs apart); all of ``hydra.job.override_dirname`` when
+    the swept keys are unknown. A single run, or a logger given a ``version``, keeps its
+    directory."""
+    if not str(conf.get("_target_", "")).endswith("TensorBoardLogger") \
+            or conf.get("version") not in (None, ""):
+        return {}
+    try:
+        from hydra.core.hydra_config import HydraConfig
+        from hydra.types import RunMode
+
+        hydra_cfg = HydraConfig.get()
+        if hydra_cfg.mode != RunMode.MULTIRUN:
+            return {}
+        swept = _swept_keys(hydra_cfg)
+        items = [str(o) for o in hydra_cfg.overrides.task
+                 if str(o).partition("=")[0].lstrip("+~") in swept]
+        name = ",".join(sorted(items)) if items else str(hydra_cfg.job.override_dirname or "")
+    except Exception as err:  # naming never fails a run
+        log.debug("TensorBoard run name from the overrides failed: %s", err)
+        return {}
+    name = name.replace("/", "_").replace("\\", "_")[:200]
+    return {"version": name} if name else {}
+
+
+def _log_final_hparams(trainer: L.Trainer, hparams: Any, metrics: dict[str, float]) -> None:
+    """TensorBoard's HParams tab: the config with the final metrics (as ``hparams/<key>``,
+    so that the training curves keep their own tags)."""
+    from lightning.pytorch.loggers import TensorBoardLogger
+
+    final = {f"hparams/{k}": v for k, v in sorted(metrics.items())}
+    for lg in trainer.loggers:
+        if isinstance(lg, TensorBoardLogger) and final:
+            lg.log_hyperparams(hparams, metrics=final)
+            lg.finalize("success")
 
 
 def _report_mixture(model: Any, output_dir: str | None) -> None:
@@ -158,7 +245,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
         # under ddp_spawn the weights copied back to this process keep their precision.
         model = model.double()
     callbacks = instantiate_list(cfg.get("callbacks"))
-    loggers = instantiate_list(cfg.get("logger"))
+    loggers = instantiate_list(cfg.get("logger"), _tensorboard_kwargs)
     trainer: L.Trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers)
 
     keys = [k for k in cfg if k != "hydra"]
@@ -188,6 +275,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
         trainer.test(model=model, datamodule=datamodule, ckpt_path=ckpt, weights_only=True)
         metrics.update({k: _to_float(v) for k, v in trainer.callback_metrics.items()})
 
+    metrics.update(_train_criteria(model, datamodule))
     bad = [k for k, v in metrics.items() if not math.isfinite(v)]
     if bad:
         raise FloatingPointError(f"non-finite final metrics {bad}: the run diverged.")
@@ -199,6 +287,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     output_dir = cfg.get("paths", {}).get("output_dir")
     if trainer.is_global_zero:
         _report_mixture(model, output_dir)
+        _log_final_hparams(trainer, hparams, metrics)
         if output_dir:  # one line per run, easy to compare across a sweep
             path = Path(output_dir) / "metrics.json"
             path.parent.mkdir(parents=True, exist_ok=True)
