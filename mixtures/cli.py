@@ -25,11 +25,18 @@ CONF_DIR = Path(__file__).resolve().parent / "conf"
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="train")
 def train_main(cfg: DictConfig) -> float | None:
     """Train from the composed config; print the final metrics; return ``optimized_metric``."""
+    from hydra.core.hydra_config import HydraConfig
+
+    from mixtures.console import final_metrics
     from mixtures.train import metric_value, train
 
+    run_dir = HydraConfig.get().runtime.output_dir
+    print(f"run directory: {run_dir}", flush=True)
     metrics, _ = train(cfg)
-    width = max((len(k) for k in metrics), default=0)
+    shown = final_metrics(metrics)
+    width = max((len(k) for k in shown), default=0)
     print("\nfinal metrics")
-    for key in sorted(metrics):
-        print(f"  {key:<{width}}  {metrics[key]:.6g}")
+    for key, value in shown.items():
+        print(f"  {key:<{width}}  {value:.6g}")
+    print(f"run directory: {run_dir}")
     return metric_value(metrics, cfg.get("optimized_metric"))

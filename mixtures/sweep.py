@@ -24,6 +24,8 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from mixtures.console import final_metrics
+
 try:
     from hydra.experimental.callback import Callback
 except ImportError:  # pragma: no cover - hydra is a dependency
@@ -92,9 +94,12 @@ def write_summary(root: str | Path, optimized_metric: str | None = None,
     common = {k: runs[0]["overrides"][k] for k in keys if k not in varying
               and k in runs[0]["overrides"]}
     metrics = sorted({k for r in runs for k in r["metrics"]})
-    if optimized_metric in metrics:
-        metrics.remove(optimized_metric)
-        metrics.insert(0, optimized_metric)
+    # the Markdown shows a metric logged per step and per epoch once (its epoch value)
+    shown = sorted({k for r in runs for k in final_metrics(r["metrics"])})
+    for names in (metrics, shown):
+        if optimized_metric in names:
+            names.remove(optimized_metric)
+            names.insert(0, optimized_metric)
 
     csv_path = root / "summary.csv"
     with csv_path.open("w", newline="") as fh:
@@ -105,7 +110,7 @@ def write_summary(root: str | Path, optimized_metric: str | None = None,
                              *(repr(r["metrics"][m]) if m in r["metrics"] else ""
                                for m in metrics)])
 
-    header = ["job", *varying, *metrics] + (["status"] if any(
+    header = ["job", *varying, *shown] + (["status"] if any(
         r["status"] != "ok" for r in runs) else [])
     lines = [f"# {root.name}", ""]
     if optimized_metric:
@@ -115,8 +120,9 @@ def write_summary(root: str | Path, optimized_metric: str | None = None,
         lines += ["Common overrides: " + " ".join(f"`{k}={v}`" for k, v in common.items()), ""]
     lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for r in runs:
+        readable = final_metrics(r["metrics"])
         cells = [r["job"], *(r["overrides"].get(k, "") for k in varying),
-                 *(_fmt(r["metrics"].get(m, "")) for m in metrics)]
+                 *(_fmt(readable.get(m, "")) for m in shown)]
         if "status" in header:
             cells.append(r["status"])
         lines.append("| " + " | ".join(cells) + " |")

@@ -20,6 +20,13 @@ import torch
 from lightning.pytorch.loggers import CSVLogger
 from omegaconf import DictConfig, OmegaConf
 
+from mixtures.console import (
+    progress_enabled,
+    route_lightning_logs,
+    set_threads,
+    threads_note,
+    torch_threads,
+)
 from mixtures.lit.requirements import check_kind
 from mixtures.lit.saving import record_net_config
 
@@ -172,11 +179,17 @@ def _report_mixture(model: Any, output_dir: str | None) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         torch.save(params, path)
         log.info("fitted mixture (original units) saved to %s", path)
-    if params["means"].numel() <= 64:
+    shown = range(params["weights"].shape[0])
+    net = getattr(model, "model", None)
+    if hasattr(net, "active_components"):  # a DPMM: its truncation's unused sticks are noise
+        shown = [int(k) for k in net.active_components().tolist()]
+        log.info("%d active components of %d (expected weight >= %g)", len(shown),
+                 params["weights"].shape[0], getattr(net, "active_threshold", float("nan")))
+    if len(shown) * params["means"].shape[1] <= 64:
         with torch.no_grad():
-            for k, (w, mu) in enumerate(zip(params["weights"], params["means"], strict=True)):
-                log.info("component %d: weight %.4f, mean %s", k, float(w),
-                         [round(float(v), 4) for v in mu])
+            for k in shown:
+                log.info("component %d: weight %.4f, mean %s", k, float(params["weights"][k]),
+                         [round(float(v), 4) for v in params["means"][k]])
 
 
 def _carry_csv_header(trainer: L.Trainer) -> None:
@@ -221,10 +234,30 @@ def _validate(trainer: L.Trainer, model: Any, datamodule: Any, cfg: DictConfig,
 def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     """Fit (and test) the configured model.
 
+    torch's CPU thread count is set for the run (``threads``: ``auto`` gives one thread to a
+    small CPU problem, :func:`mixtures.console.torch_threads`) and restored afterwards.
+
     Returns:
         metrics (``train/…``, ``val/…``, ``test/…`` as floats) and the objects built
         (``datamodule``, ``model``, ``trainer``).
     """
+    route_lightning_logs()
+    previous = torch.get_num_threads()
+    try:
+        return _train(cfg)
+    finally:
+        set_threads(previous)
+
+
+def _num_values(datamodule: Any) -> int | None:
+    """N × D of the training points, when the DataModule holds them in memory."""
+    try:
+        return int(datamodule.train_tensor.numel())
+    except Exception:  # not an in-memory DataModule, or one that cannot split yet
+        return None
+
+
+def _train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     if cfg.get("test_ckpt") not in (None, "best"):
         raise ValueError(f"test_ckpt={cfg.test_ckpt!r}: use null (final weights) or best.")
     if cfg.get("seed") is not None:
@@ -234,6 +267,12 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     datamodule = hydra.utils.instantiate(cfg.data)
     # the pairing first: a model's sizes may only exist for the data it needs
     check_kind(hydra.utils.get_class(cfg.model._target_), datamodule)
+    setting = cfg.get("threads", "auto")
+    values = _num_values(datamodule) if setting in (None, "auto") else None
+    threads = torch_threads(setting, values, cfg.trainer.get("accelerator"))
+    if threads is not None:
+        set_threads(threads)
+        log.info("%s", threads_note(threads, values))
 
     log.info("model: %s", cfg.model._target_)
     sizes = _data_sizes(cfg, datamodule)
@@ -246,7 +285,10 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
         model = model.double()
     callbacks = instantiate_list(cfg.get("callbacks"))
     loggers = instantiate_list(cfg.get("logger"), _tensorboard_kwargs)
-    trainer: L.Trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers)
+    extra = ({"enable_progress_bar": progress_enabled(cfg.trainer.enable_progress_bar)}
+             if "enable_progress_bar" in cfg.trainer else {})  # auto: only on a terminal
+    trainer: L.Trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers,
+                                                 **extra)
 
     keys = [k for k in cfg if k != "hydra"]
     hparams = OmegaConf.to_container(OmegaConf.masked_copy(cfg, keys), resolve=True)

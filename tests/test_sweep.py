@@ -34,7 +34,8 @@ def _rows(path: Path) -> list[dict[str, str]]:
 def test_summary_lists_overrides_and_metrics_best_first(tmp_path) -> None:
     for num, (k, bic) in enumerate([(2, 30.0), (3, 10.0), (4, 20.0)]):
         _job(tmp_path, str(num), [f"model.net.num_components={k}", "trainer.max_epochs=5"],
-             {"train/bic": bic, "val/nll": 1.0 + k})
+             {"train/bic": bic, "val/nll": 1.0 + k, "train/nll_step": 9.0,
+              "train/nll_epoch": 5.0})
     _job(tmp_path, "3", ["model.net.num_components=10", "trainer.max_epochs=5"], None)
     csv_path, md_path = write_summary(tmp_path, "train/bic")
     rows = _rows(csv_path)
@@ -46,8 +47,10 @@ def test_summary_lists_overrides_and_metrics_best_first(tmp_path) -> None:
     md = md_path.read_text()
     assert "Sorted by `train/bic` (lowest first)." in md
     assert "Common overrides: `trainer.max_epochs=5`" in md
-    assert "| job | model.net.num_components | train/bic | val/nll | status |" in md
-    assert "| 1 | 3 | 10 | 4 | ok |" in md
+    # a metric logged per step and per epoch once, as its epoch value
+    assert "| job | model.net.num_components | train/bic | train/nll | val/nll | status |" in md
+    assert "| 1 | 3 | 10 | 5 | 4 | ok |" in md
+    assert "train/nll_step" in rows[0]  # the CSV keeps every key
     # highest first when the sweep maximises; by hand from the command line
     write_summary(tmp_path, "val/nll", maximize=True)
     assert [r["job"] for r in _rows(csv_path)] == ["2", "1", "0", "3"]
