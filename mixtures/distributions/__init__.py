@@ -40,6 +40,7 @@ from mixtures.distributions.mixture import (
     mixture_mode,
 )
 from mixtures.distributions.stick_breaking import (
+    allocation_bound,
     expected_log_weights,
     expected_weights,
     kl_sticks,
@@ -62,6 +63,7 @@ __all__ = [
     "expected_log_weights",
     "expected_weights",
     "kl_gamma",
+    "allocation_bound",
     "kl_sticks",
     "normalize_log_prob",
     "stick_posterior",

@@ -231,6 +231,17 @@ class ConjugatePrior(ABC):
         kl_mean = 0.5 * (d * (ratio - 1.0 - ratio.log()) + p.beta * maha)
         return kl_mean + self.kl_precision(q, p)
 
+    def data_bound(self, q: NormalPrecision, p: NormalPrecision, counts: Tensor,
+                   sum_x: Tensor, sum_f: Tensor) -> Tensor:
+        """A component's share of the ELBO from its statistics alone: ``E_q[Σ_n r_n log
+        N(x_n | μ, Λ⁻¹)] − KL(q ‖ p)`` ``[..., K]``, linear in the statistics through the
+        expected coefficients (so a merge or split of statistics is scored without the data).
+        At ``q`` = the posterior of these statistics it is ``log Z(η₀ + s) − log Z(η₀) − n D/2
+        log 2π``; zero for a component with no statistics (``q = p``)."""
+        quad, lin, const = self.expected_coefficients(q)
+        expected = ((quad * sum_f).sum(-1) + (lin * sum_x).sum(-1) + const * counts)
+        return expected - self.kl(q, p)
+
     def predictive_log_prob(self, x: Tensor, q: NormalPrecision) -> Tensor:
         """Posterior-predictive log-density of centred points under every component (Student-t;
         Gaussian for ``unit``): ``[N, D]`` → ``[N, K]``."""

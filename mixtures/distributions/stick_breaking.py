@@ -20,6 +20,7 @@ __all__ = [
     "expected_log_weights",
     "expected_weights",
     "kl_sticks",
+    "allocation_bound",
 ]
 
 
@@ -56,3 +57,12 @@ def kl_sticks(a: Tensor, b: Tensor, concentration: float | Tensor) -> Tensor:
     total = torch.digamma(a + b)
     return (log_beta_p - log_beta_q + (a - 1.0) * (torch.digamma(a) - total)
             + (b - alpha) * (torch.digamma(b) - total))
+
+
+def allocation_bound(counts: Tensor, concentration: float | Tensor) -> Tensor:
+    """The weights' share of the ELBO: ``Σ_k n_k E[log π_k] − Σ_k KL(q(v_k) ‖ p(v_k))`` at the
+    optimal sticks of the counts ``[..., K]`` → ``[...]`` (equals ``Σ_k log B(a_k, b_k) −
+    log B(1, α)``). Order matters: the stick-breaking prior favours large early components."""
+    a, b = stick_posterior(counts.clamp_min(0), concentration)
+    return ((counts * expected_log_weights(a, b)).sum(-1)
+            - kl_sticks(a, b, concentration).sum(-1))

@@ -74,11 +74,20 @@ class PriorSettings:
 
     def scatter(self, x: Tensor) -> Tensor:
         """Ψ₀ ``[*S]`` (float64) of this type: the given one or the data covariance, floored."""
-        d, spec = self.num_features, self.covariance_prior
-        if spec is None:
+        if self.covariance_prior is None:
             if x.shape[0] < 2:
                 raise ValueError("covariance_prior needs at least 2 points, or set it.")
-            dense = torch.atleast_2d(torch.cov(x.double().T))
+            return self.scatter_from_data_covariance(torch.atleast_2d(torch.cov(x.double().T)))
+        return self.scatter_from_data_covariance(None, x.device)
+
+    def scatter_from_data_covariance(self, data_cov: Tensor | None,
+                                     device: torch.device | None = None) -> Tensor:
+        """Ψ₀ from the data's covariance ``[D, D]`` (float64; used when no covariance_prior is
+        given) — the form that sums of moments reduced over batches or DDP ranks can feed."""
+        d, spec = self.num_features, self.covariance_prior
+        if spec is None:
+            dense = data_cov
+            device = data_cov.device
         else:
             value = torch.as_tensor(spec, dtype=torch.float64)
             if value.dim() == 0:
@@ -90,7 +99,7 @@ class PriorSettings:
             else:
                 raise ValueError(f"model.net.covariance_prior must be a number, [{d}] or [{d}, {d}]"
                                  f"; got shape {list(value.shape)}.")
-        scatter = self.family.scatter_from_covariance(dense.to(x.device))
+        scatter = self.family.scatter_from_covariance(dense.to(device))
         floor = self.cov.min_scale**2
         if scatter.dim() < 2:
             if spec is not None and not bool(((scatter > 0) & torch.isfinite(scatter)).all()):
