@@ -198,7 +198,7 @@ def test_dpmm_presets_pick_their_covariance(cfg_factory, covariance):
     """`model=dpmm_<type>` selects the covariance group; a command-line `covariance=` wins."""
     cfg = cfg_factory([f"model=dpmm_{covariance}"])
     assert cfg.covariance._target_.lower().endswith(f"{covariance}covariance")
-    assert cfg.model._target_ == "mixtures.lit.DPMMModule"
+    assert cfg.model._target_ == "mixtures.lit.MemoizedDPMMModule"  # memoized VI by default
     other = "full" if covariance != "full" else "diag"
     cfg = cfg_factory([f"model=dpmm_{covariance}", f"covariance={other}"], sub="override")
     assert cfg.covariance._target_.lower().endswith(f"{other}covariance")

@@ -159,7 +159,8 @@ def test_gmm_em_warns_when_a_dense_covariance_has_fewer_points_than_features(
 
 @pytest.mark.parametrize(("model", "module", "covariance"), [
     ("gmm_em", "GMMEM", "diag"), ("gmm_em", "GMMEM", "shared_scalar"),
-    ("gmm_sgd", "GMMSGD", "scalar"), ("dpmm_diag", "DPMMModule", None),
+    ("gmm_sgd", "GMMSGD", "scalar"), ("dpmm_diag", "MemoizedDPMMModule", None),
+    ("dpmm_svi", "DPMMModule", "diag"),
     ("gmm_vi", "GMMVI", "diag"),
 ])
 def test_load_from_checkpoint_rebuilds_the_model_it_holds(cfg_factory, model, module,

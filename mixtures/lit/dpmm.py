@@ -172,4 +172,4 @@ class DPMMModule(MixtureModule):
         self.log_dict({f"{prefix}/elbo": (stats["mean"] - kl).float(),
                        f"{prefix}/active_k": active.float()}, sync_dist=True,
                       prog_bar=prefix == "val")
-        super()._eval_epoch_end(prefix, ll, scores)
+        MixtureModule._eval_epoch_end(self, prefix, ll, scores)  # (shared by the memoized module)

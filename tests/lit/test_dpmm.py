@@ -26,15 +26,17 @@ def _blobs(d: int, covariance: str, n: int = 4000) -> list[str]:
             f"data.num_samples={n}"]
 
 
-@pytest.mark.parametrize("moves", ["null", "10"])
+@pytest.mark.parametrize("regime", ["model=dpmm_svi model.moves_every_n_epochs=null",
+                                    "model=dpmm_svi model.moves_every_n_epochs=10",
+                                    "model=dpmm model.moves=true"])
 @pytest.mark.parametrize("d", [2, 16])
 @pytest.mark.parametrize("covariance", ["diag", "full"])
-def test_finds_the_five_clusters(cfg_factory, d, covariance, moves):
+def test_finds_the_five_clusters(cfg_factory, d, covariance, regime):
     """Truncation K = 20 on blobs with 5 clusters: 5 active components, ARI ≥ 0.95 — by plain
-    coordinate ascent and with the global moves."""
-    cfg = cfg_factory([f"model=dpmm_{covariance}", *COMMON, *_blobs(d, covariance),
-                       "trainer.max_epochs=500", "trainer.precision=64",
-                       f"model.moves_every_n_epochs={moves}"])
+    coordinate ascent, with the data-based moves of the SVI regime, and by memoized VI with
+    its summary moves (the default)."""
+    cfg = cfg_factory([*regime.split(), f"covariance={covariance}", *COMMON,
+                       *_blobs(d, covariance), "trainer.max_epochs=500", "trainer.precision=64"])
     metrics, objects = train(cfg)
     assert metrics["val/active_k"] == 5
     assert metrics["test/active_k"] == 5
@@ -86,7 +88,8 @@ def test_held_out_log_likelihood_matches_sklearn(cfg_factory, d, covariance):
 
 def test_minibatch_svi_matches_full_batch(cfg_factory):
     """|B| = N/10 with a decaying step reaches the full-batch held-out log-likelihood (1%)."""
-    base = ["model=dpmm_full", *COMMON, *_blobs(2, "full", n=5000), "trainer.precision=64"]
+    base = ["model=dpmm_svi", "covariance=full", *COMMON, *_blobs(2, "full", n=5000),
+            "trainer.precision=64"]
     full, _ = train(cfg_factory([*base, "trainer.max_epochs=300"], sub="full"))
     svi, objects = train(cfg_factory([*base, "data.batch_size=400", "model.kappa=0.7",
                                       "model.tau=10", "model.tol=null",
@@ -114,8 +117,8 @@ def test_logs_elbo_active_k_and_figures(cfg_factory):
 def test_resume_equals_uninterrupted(cfg_factory):
     """Mini-batch SVI killed after 3 epochs and resumed equals 6 epochs in one go (the step
     schedule and the epoch-seeded shuffles are restored)."""
-    base = ["model=dpmm_full", *COMMON, "data.num_samples=1000", "data.batch_size=300",
-            "model.kappa=0.7", "model.tol=null", "trainer.precision=64"]
+    base = ["model=dpmm_svi", "covariance=full", *COMMON, "data.num_samples=1000",
+            "data.batch_size=300", "model.kappa=0.7", "model.tol=null", "trainer.precision=64"]
     _, whole = train(cfg_factory([*base, "trainer.max_epochs=6"], sub="whole"))
     first = cfg_factory([*base, "trainer.max_epochs=3",
                          "callbacks=default", "callbacks.mixture_figure=null"], sub="first")
@@ -131,11 +134,12 @@ def test_resume_equals_uninterrupted(cfg_factory):
 
 @pytest.mark.parametrize("batch", ["null", "500"])
 def test_ddp_cpu_equals_one_process(tmp_path, batch):
-    """Two spawned processes (odd N: unequal shards, one rank ends with an empty batch) give
-    the one-process parameters; with mini-batches each rank takes half of the global batch."""
-    args = ["model=dpmm_full", "logger=csv", "callbacks=none", "data.num_samples=1251",
-            "trainer.max_epochs=5", "trainer.enable_progress_bar=false", "model.tol=null",
-            "model.kappa=0.6", "test=false", "trainer.precision=64"]
+    """SVI: two spawned processes (odd N: unequal shards, one rank ends with an empty batch)
+    give the one-process parameters; with mini-batches each rank takes half of the global
+    batch."""
+    args = ["model=dpmm_svi", "covariance=full", "logger=csv", "callbacks=none",
+            "data.num_samples=1251", "trainer.max_epochs=5", "trainer.enable_progress_bar=false",
+            "model.tol=null", "model.kappa=0.6", "test=false", "trainer.precision=64"]
     half = batch if batch == "null" else str(int(batch) // 2)
     fitted = {}
     for trainer, size in (("cpu", batch), ("ddp_cpu", half)):
@@ -149,13 +153,15 @@ def test_ddp_cpu_equals_one_process(tmp_path, batch):
 
 @pytest.mark.parametrize(("override", "message"), [
     ("covariance=shared_full", "no conjugate prior"),
-    ("model.kappa=1.5", "kappa"),
+    ("model=dpmm_svi model.kappa=1.5", "kappa"),
+    ("model.init_components=0", "init_components"),
+    ("model.max_splits=-1", "max_splits"),
     ("model.net.weight_concentration_prior=0", "weight_concentration_prior"),
     ("model.net.degrees_of_freedom_prior=0.5", "degrees_of_freedom_prior"),
     ("model.net.init=spectral", "init"),
 ])
 def test_bad_configuration_is_named(cfg_factory, override, message):
-    cfg = cfg_factory(["model=dpmm", override, "data.num_samples=300"])
+    cfg = cfg_factory(["model=dpmm", *override.split(), "data.num_samples=300"])
     with pytest.raises((ValueError, InstantiationException), match=message):
         train(cfg)
 
@@ -179,7 +185,7 @@ def test_epoch_bookkeeping_runs_before_validation_and_the_last_epoch_is_evaluate
     """The moves change the model before validation (evaluation, figures and checkpoints see
     the epoch's final model), and the epoch at which tol stops the run is evaluated although
     it is not a multiple of eval_every_n_epochs."""
-    cfg = cfg_factory(["model=dpmm_diag", "logger=csv", "callbacks=none",
+    cfg = cfg_factory(["model=dpmm_svi", "covariance=diag", "logger=csv", "callbacks=none",
                        *_blobs(2, "diag", n=2000), "data.num_components=5",
                        "trainer.precision=64", "trainer.max_epochs=500",
                        "model.moves_every_n_epochs=3", "model.eval_every_n_epochs=1000",
