@@ -316,8 +316,15 @@ class DPMM(MixtureDensity):
         x = self._check(x)
         q = self.posterior()
         log_w = self.weights.double().log()
-        out = [(self.prior_family.predictive_log_prob((c - self.shift).double(), q) + log_w)
-               for c in self._chunks(x)]
+        # every empty component's posterior is the prior: its predictive is computed once
+        empty = self.counts.detach() == 0
+        unique = torch.cat([(~empty).nonzero().flatten(), empty.nonzero().flatten()[:1]])
+        column = torch.zeros_like(empty, dtype=torch.long)
+        column[unique] = torch.arange(unique.numel(), device=unique.device)
+        column[empty] = unique.numel() - 1 if bool(empty.any()) else 0
+        q = NormalPrecision(q.beta[unique], q.mean[unique], q.nu[unique], q.scatter[unique])
+        out = [self.prior_family.predictive_log_prob((c - self.shift).double(), q)[:, column]
+               + log_w for c in self._chunks(x)]
         return torch.cat(out).to(x.dtype)
 
     @torch.no_grad()

@@ -197,3 +197,18 @@ def test_bad_settings_are_named():
     bad[3, 1] = float("nan")
     with pytest.raises(ValueError, match="NaN"):
         memo.initialize([bad])
+
+
+def test_the_predictive_of_empty_components_is_the_priors_computed_once():
+    """Empty components share the prior's predictive: computing it once gives the same
+    [N, K] log-densities as computing every column (to float64 rounding)."""
+    x, _ = _blobs(n=1000)
+    for cov in (DiagCovariance(), FullCovariance()):
+        model = DPMM(10, 3, cov).double()
+        model.initialize(x)
+        for p in (model.counts, model.sum_x, model.sum_f):
+            p.data[6:] = 0
+        q = model.posterior()
+        brute = (model.prior_family.predictive_log_prob((x - model.shift).double(), q)
+                 + model.weights.double().log())
+        torch.testing.assert_close(model.weighted_log_prob(x), brute, rtol=1e-12, atol=1e-12)
