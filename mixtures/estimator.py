@@ -38,7 +38,8 @@ except ImportError:  # scikit-learn is a dev dependency only
         """Warned when the best restart did not converge."""
 
 
-__all__ = ["GaussianMixture", "InvalidParameterError", "NotFittedError", "ConvergenceWarning"]
+__all__ = ["GaussianMixture", "InvalidParameterError", "NotFittedError", "ConvergenceWarning",
+           "SklearnEstimator"]
 
 
 class InvalidParameterError(ValueError, TypeError):
@@ -81,51 +82,14 @@ def _data_scale(x) -> float:
     return math.ldexp(1.0, round(math.log2(top)))
 
 
-class GaussianMixture(*_BASES):
-    """Gaussian mixture fitted by EM, with scikit-learn's API (see its documentation).
+class SklearnEstimator(*_BASES):
+    """What the scikit-learn drop-ins share: the estimator protocol (parameters from the
+    constructor's signature, ``clone``, ``repr``), the constructor checks common to
+    scikit-learn's mixtures (:meth:`_settings`, in its wording), device and dtype, and the
+    checked conversion of inputs to tensors (:meth:`_tensor`). A subclass sets
+    ``_covariance_types``, the names its ``covariance_type`` accepts."""
 
-    With scikit-learn installed it is a scikit-learn estimator (``DensityMixin``,
-    ``BaseEstimator``: tags, ``clone``), so ``Pipeline``, ``GridSearchCV`` and
-    ``cross_val_score`` take it; without, the same class works alone.
-
-    Args: as ``sklearn.mixture.GaussianMixture`` (n_components, covariance_type, tol, reg_covar,
-    max_iter, n_init, init_params, weights_init, means_init, precisions_init, random_state,
-    warm_start, verbose, verbose_interval), plus ``covariance_type`` "unit" (fixed identity) and
-    "shared_spherical" (one σ² for all components; covariances_ shape ``[]``), ``device``
-    (default "cpu") and ``dtype`` (torch.float32 by default, or float64; strings accepted).
-
-    Fitted attributes (numpy): ``weights_`` ``[K]``, ``means_`` ``[K, D]``, ``covariances_``,
-    ``precisions_``, ``precisions_cholesky_`` (full ``[K, D, D]``, tied ``[D, D]``, diag
-    ``[K, D]``, spherical ``[K]``), ``converged_``, ``n_iter_``, ``lower_bound_``,
-    ``lower_bounds_``, ``n_features_in_``. They are read-only copies: predictions come from the
-    engine. Outputs and fitted attributes have the data's float dtype (float64 unless X is
-    float32), as scikit-learn's. Differences: the engine computes in float32 by default whatever
-    the input dtype (results agree with scikit-learn's to float32 rounding; ``dtype="float64"``
-    for more); ``random_state`` seeds torch generators and our own k-means, so draws, and the
-    numbering of the initial components, differ from scikit-learn's (tests/sklearn_suite runs
-    scikit-learn's own tests against this class and lists each difference).
-
-    Numerics: points whose largest magnitude lies outside ``[2⁻²⁰, 2²⁰]`` are fitted divided
-    by a power of two (exact; ``reg_covar`` and the initial parameters follow, and every
-    result is mapped back, log-densities by ``−D log s``), so float32 fits data on a scale of
-    1e18 or 1e-15 (a fixed "unit" covariance is not rescaled). A fit whose covariances lie
-    within the working dtype's rounding of the data's second moments warns (RuntimeWarning:
-    use float64 or a larger ``reg_covar``); with ``reg_covar=0`` it raises, as scikit-learn
-    does where its Cholesky factorisation fails, and also where a variance is rounding noise
-    that happens to be positive (a singleton component's); non-finite fitted parameters always
-    raise.
-    """
-
-    def __init__(self, n_components=1, *, covariance_type="full", tol=1e-3, reg_covar=1e-6,
-                 max_iter=100, n_init=1, init_params="kmeans", weights_init=None,
-                 means_init=None, precisions_init=None, random_state=None, warm_start=False,
-                 verbose=0, verbose_interval=10, device=None, dtype=None) -> None:
-        self.n_components, self.covariance_type, self.tol = n_components, covariance_type, tol
-        self.reg_covar, self.max_iter, self.n_init = reg_covar, max_iter, n_init
-        self.init_params, self.weights_init, self.means_init = init_params, weights_init, means_init
-        self.precisions_init, self.random_state = precisions_init, random_state
-        self.warm_start, self.verbose, self.verbose_interval = warm_start, verbose, verbose_interval
-        self.device, self.dtype = device, dtype
+    _covariance_types: tuple[str, ...] = tuple(dist.SKLEARN_COVARIANCE_TYPES)
 
     # -- scikit-learn estimator protocol (clone, grid search) ----------------------------------
     @classmethod
@@ -135,7 +99,7 @@ class GaussianMixture(*_BASES):
     def get_params(self, deep: bool = True) -> dict:
         return {name: getattr(self, name) for name in self._get_param_names()}
 
-    def set_params(self, **params) -> GaussianMixture:
+    def set_params(self, **params) -> SklearnEstimator:
         for name, value in params.items():
             if name not in self._get_param_names():
                 raise ValueError(f"invalid parameter {name!r}; valid: {self._get_param_names()}")
@@ -170,7 +134,7 @@ class GaussianMixture(*_BASES):
             if not (isinstance(value, float | int | np.number) and not isinstance(
                     value, bool | np.bool_ | complex | np.complexfloating) and value >= 0):
                 raise invalid(param, "a float in the range [0.0, inf)")
-        for param, choices in (("covariance_type", tuple(dist.SKLEARN_COVARIANCE_TYPES)),
+        for param, choices in (("covariance_type", self._covariance_types),
                                ("init_params", INIT_METHODS)):
             if not (isinstance(getattr(self, param), str) and getattr(self, param) in choices):
                 raise invalid(param, "a str among {" + ", ".join(map(repr, choices)) + "}")
@@ -246,6 +210,74 @@ class GaussianMixture(*_BASES):
         if not all_finite(x):
             raise ValueError("X contains NaN or infinity; remove or impute those values.")
         return x
+
+    def _report(self, trace: Tensor, converged: list[bool]) -> None:
+        """scikit-learn-style progress from the lower-bound trace ``[T, R]`` (after the fact)."""
+        for r, conv in enumerate(converged if self.verbose else []):
+            lb, every = trace[:, r].tolist(), self.verbose_interval
+            print(f"Initialization {r}")
+            for i in range(every - 1, len(lb) if self.verbose >= 2 else 0, every):
+                print(f"  Iteration {i + 1}\t lower bound {lb[i]:.5f}")
+            print(f"Initialization {'converged' if conv else 'did not converge'}. "
+                  f"lower bound {lb[-1]:.5f}.")
+
+    def _saved_params(self) -> dict:
+        """The constructor arguments in a form ``torch.load(weights_only=True)`` reads back
+        (numpy arrays become tensors, numpy scalars Python numbers; a ``RandomState`` or
+        ``Generator`` instance is stored as None)."""
+        params = {k: torch.as_tensor(v) if isinstance(v, np.ndarray) else
+                  v.item() if isinstance(v, np.generic) else v
+                  for k, v in self.get_params().items()}
+        if not isinstance(params["random_state"], int | None):
+            params["random_state"] = None
+        return params
+
+
+class GaussianMixture(SklearnEstimator):
+    """Gaussian mixture fitted by EM, with scikit-learn's API (see its documentation).
+
+    With scikit-learn installed it is a scikit-learn estimator (``DensityMixin``,
+    ``BaseEstimator``: tags, ``clone``), so ``Pipeline``, ``GridSearchCV`` and
+    ``cross_val_score`` take it; without, the same class works alone.
+
+    Args: as ``sklearn.mixture.GaussianMixture`` (n_components, covariance_type, tol, reg_covar,
+    max_iter, n_init, init_params, weights_init, means_init, precisions_init, random_state,
+    warm_start, verbose, verbose_interval), plus ``covariance_type`` "unit" (fixed identity) and
+    "shared_spherical" (one σ² for all components; covariances_ shape ``[]``), ``device``
+    (default "cpu") and ``dtype`` (torch.float32 by default, or float64; strings accepted).
+
+    Fitted attributes (numpy): ``weights_`` ``[K]``, ``means_`` ``[K, D]``, ``covariances_``,
+    ``precisions_``, ``precisions_cholesky_`` (full ``[K, D, D]``, tied ``[D, D]``, diag
+    ``[K, D]``, spherical ``[K]``), ``converged_``, ``n_iter_``, ``lower_bound_``,
+    ``lower_bounds_``, ``n_features_in_``. They are read-only copies: predictions come from the
+    engine. Outputs and fitted attributes have the data's float dtype (float64 unless X is
+    float32), as scikit-learn's. Differences: the engine computes in float32 by default whatever
+    the input dtype (results agree with scikit-learn's to float32 rounding; ``dtype="float64"``
+    for more); ``random_state`` seeds torch generators and our own k-means, so draws, and the
+    numbering of the initial components, differ from scikit-learn's (tests/sklearn_suite runs
+    scikit-learn's own tests against this class and lists each difference).
+
+    Numerics: points whose largest magnitude lies outside ``[2⁻²⁰, 2²⁰]`` are fitted divided
+    by a power of two (exact; ``reg_covar`` and the initial parameters follow, and every
+    result is mapped back, log-densities by ``−D log s``), so float32 fits data on a scale of
+    1e18 or 1e-15 (a fixed "unit" covariance is not rescaled). A fit whose covariances lie
+    within the working dtype's rounding of the data's second moments warns (RuntimeWarning:
+    use float64 or a larger ``reg_covar``); with ``reg_covar=0`` it raises, as scikit-learn
+    does where its Cholesky factorisation fails, and also where a variance is rounding noise
+    that happens to be positive (a singleton component's); non-finite fitted parameters always
+    raise.
+    """
+
+    def __init__(self, n_components=1, *, covariance_type="full", tol=1e-3, reg_covar=1e-6,
+                 max_iter=100, n_init=1, init_params="kmeans", weights_init=None,
+                 means_init=None, precisions_init=None, random_state=None, warm_start=False,
+                 verbose=0, verbose_interval=10, device=None, dtype=None) -> None:
+        self.n_components, self.covariance_type, self.tol = n_components, covariance_type, tol
+        self.reg_covar, self.max_iter, self.n_init = reg_covar, max_iter, n_init
+        self.init_params, self.weights_init, self.means_init = init_params, weights_init, means_init
+        self.precisions_init, self.random_state = precisions_init, random_state
+        self.warm_start, self.verbose, self.verbose_interval = warm_start, verbose, verbose_interval
+        self.device, self.dtype = device, dtype
 
     def _engine(self, d: int, restarts: int = 1, scale: float = 1.0) -> GaussianMixtureEM:
         """The engine for points divided by ``scale`` (reg_covar in those units)."""
@@ -438,16 +470,6 @@ class GaussianMixture(*_BASES):
                              "singleton or collapsed samples). Try to decrease the number of "
                              "components, increase reg_covar, or scale the input data.")
 
-    def _report(self, trace: Tensor, converged: list[bool]) -> None:
-        """scikit-learn-style progress from the lower-bound trace ``[T, R]`` (after the fact)."""
-        for r, conv in enumerate(converged if self.verbose else []):
-            lb, every = trace[:, r].tolist(), self.verbose_interval
-            print(f"Initialization {r}")
-            for i in range(every - 1, len(lb) if self.verbose >= 2 else 0, every):
-                print(f"  Iteration {i + 1}\t lower bound {lb[i]:.5f}")
-            print(f"Initialization {'converged' if conv else 'did not converge'}. "
-                  f"lower bound {lb[-1]:.5f}.")
-
     def _export(self) -> None:
         """Fitted attributes in scikit-learn's shapes (the covariance type's ``to_sklearn``),
         from the engine's Cholesky factors."""
@@ -528,11 +550,7 @@ class GaussianMixture(*_BASES):
         """``torch.save`` of the constructor arguments and fitted state (numpy arguments become
         tensors; a ``RandomState`` instance is stored as None)."""
         em = self._fitted()
-        params = {k: torch.as_tensor(v) if isinstance(v, np.ndarray) else
-                  v.item() if isinstance(v, np.generic) else v
-                  for k, v in self.get_params().items()}  # loadable with weights_only=True
-        if not isinstance(params["random_state"], int | None):
-            params["random_state"] = None
+        params = self._saved_params()  # loadable with weights_only=True
         fitted = {k: getattr(self, k) for k in ("n_features_in_", "converged_", "n_iter_",
                                                 "lower_bound_", "lower_bounds_", "_scale")}
         torch.save({"params": params, "fitted": fitted, "state": em.state_dict()}, path)
