@@ -12,6 +12,7 @@ warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*
 
 __version__ = "0.1.0"
 
+from mixtures.bayesian_mixture import BayesianGaussianMixture  # noqa: E402
 from mixtures.estimator import GaussianMixture  # noqa: E402  (after the filter above)
 
-__all__ = ["GaussianMixture", "__version__"]
+__all__ = ["BayesianGaussianMixture", "GaussianMixture", "__version__"]
