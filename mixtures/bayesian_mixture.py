@@ -117,18 +117,17 @@ class BayesianGaussianMixture(SklearnEstimator):
     def _settings(self) -> tuple[torch.device, torch.dtype]:
         device, dtype = super()._settings()
         name = type(self).__name__
-        if self.covariance_type == "tied":
-            raise ValueError(f"covariance_type='tied' is not supported by {name} (its conjugate "
-                             "priors are per component); use 'full', 'diag' or 'spherical', or "
-                             "mixtures.GaussianMixture(covariance_type='tied').")
+        if dist.SKLEARN_COVARIANCE_TYPES[self.covariance_type].shared:
+            raise ValueError(f"covariance_type={self.covariance_type!r} is not supported by "
+                             f"{name} (its conjugate priors are per component); use 'full', "
+                             "'diag' or 'spherical', or mixtures.GaussianMixture for 'tied'.")
         if self.weight_concentration_prior_type not in _PRIOR_TYPES:
             raise InvalidParameterError(
                 f"The 'weight_concentration_prior_type' parameter of {name} must be a str among "
                 f"{{{', '.join(map(repr, _PRIOR_TYPES))}}}. Got "
                 f"{self.weight_concentration_prior_type!r} instead.")
         for param in ("weight_concentration_prior", "mean_precision_prior",
-                      "degrees_of_freedom_prior") + (("covariance_prior",) if
-                                                    self.covariance_type == "spherical" else ()):
+                      "degrees_of_freedom_prior"):
             value = getattr(self, param)
             if value is not None and not (
                     isinstance(value, float | int | np.number) and not isinstance(value, bool)
@@ -144,12 +143,13 @@ class BayesianGaussianMixture(SklearnEstimator):
     def _priors(self, x: Tensor) -> dict:
         """The DPMM's prior arguments for the points ``[N, D]``, checked in scikit-learn's
         wording against D."""
-        d, kind = x.shape[1], self.covariance_type
+        d, kind, name = x.shape[1], self.covariance_type, type(self).__name__
+        family = dist.conjugate_prior(dist.covariance_from_sklearn_name(kind))
         nu0 = float(d if self.degrees_of_freedom_prior is None else self.degrees_of_freedom_prior)
-        low = d - 1 if kind == "full" or self._sklearn_compat else 0
+        low = d - 1 if self._sklearn_compat else family.min_degrees_of_freedom(d)
         if not nu0 > low:
             raise ValueError(f"The parameter 'degrees_of_freedom_prior' should be greater than "
-                             f"{low}, but got {nu0:.3f}.")
+                             f"{low:g}, but got {nu0:.3f}.")
         mean = None
         if self.mean_prior is not None:
             mean = torch.as_tensor(np.asarray(self.mean_prior, dtype=np.float64))
@@ -157,16 +157,22 @@ class BayesianGaussianMixture(SklearnEstimator):
                 raise ValueError(f"The parameter 'means' should have the shape of {(d,)}, but "
                                  f"got {tuple(mean.shape)} (mean_prior; finite values).")
         cov = self.covariance_prior
-        if cov is not None and kind != "spherical":
+        if cov is not None:
             cov = torch.as_tensor(np.asarray(cov, dtype=np.float64))
-            shape = (d, d) if kind == "full" else (d,)
+            shape = family.scatter_shape(d)  # Ψ₀: [D, D], [D] or [1] (then a number)
+            shape = () if shape == (1,) else shape
+            ok = tuple(cov.shape) == shape and bool(torch.isfinite(cov).all()) and (
+                torch.linalg.cholesky_ex(cov)[1] == 0 and torch.allclose(cov, cov.T)
+                if cov.dim() == 2 else bool((cov > 0).all()))
+            if not ok and shape == ():
+                raise InvalidParameterError(
+                    f"The 'covariance_prior' parameter of {name} must be None, an array-like or "
+                    f"a float in the range (0.0, inf). Got {self.covariance_prior!r} instead.")
             if tuple(cov.shape) != shape:
                 raise ValueError(f"The parameter '{kind} covariance_prior' should have the "
                                  f"shape of {shape}, but got {tuple(cov.shape)}.")
-            ok = (torch.linalg.cholesky_ex(cov)[1] == 0 and torch.allclose(cov, cov.T)
-                  if kind == "full" else bool((cov > 0).all()))
-            if not (ok and bool(torch.isfinite(cov).all())):
-                what = "symmetric, positive-definite" if kind == "full" else "positive"
+            if not ok:
+                what = "symmetric, positive-definite" if cov.dim() == 2 else "positive"
                 raise ValueError(f"'{kind} covariance_prior' should be {what}.")
         return dict(weight_concentration_prior=self.weight_concentration_prior,
                     mean_precision_prior=float(self.mean_precision_prior or 1.0),
@@ -274,7 +280,7 @@ class BayesianGaussianMixture(SklearnEstimator):
         self.mean_precision_, self.degrees_of_freedom_ = np_(q.beta), np_(q.nu)
         self.mean_prior_ = np_(m.shift)
         scatter = m.prior_scatter.double()
-        self.covariance_prior_ = (float(scatter[0]) if self.covariance_type == "spherical"
+        self.covariance_prior_ = (float(scatter[0]) if scatter.shape == (1,)  # spherical
                                   else np_(scatter))
         self.weight_concentration_prior_ = m.alpha
         self.mean_precision_prior_, self.degrees_of_freedom_prior_ = m.beta0, m.nu0
