@@ -14,5 +14,6 @@ __version__ = "0.1.0"
 
 from mixtures.bayesian_mixture import BayesianGaussianMixture  # noqa: E402
 from mixtures.estimator import GaussianMixture  # noqa: E402  (after the filter above)
+from mixtures.selection import Selection, select_k  # noqa: E402
 
-__all__ = ["BayesianGaussianMixture", "GaussianMixture", "__version__"]
+__all__ = ["BayesianGaussianMixture", "GaussianMixture", "Selection", "__version__", "select_k"]
