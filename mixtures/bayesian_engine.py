@@ -69,7 +69,7 @@ class Engine(DPMM):
         q, p = self.posterior(), self.prior()
         if self.finite:
             alpha, k = self.concentration(), self.num_components
-            a0 = torch.tensor(self.alpha, dtype=alpha.dtype)
+            a0 = torch.tensor(self.alpha, dtype=alpha.dtype, device=alpha.device)
             kl_w = (torch.lgamma(alpha.sum()) - torch.lgamma(alpha).sum() - torch.lgamma(k * a0)
                     + k * torch.lgamma(a0) + ((alpha - a0) * self.log_weights()).sum())
         else:
