@@ -181,7 +181,7 @@ def _report_mixture(model: Any, output_dir: str | None) -> None:
         log.info("fitted mixture (original units) saved to %s", path)
     shown = range(params["weights"].shape[0])
     net = getattr(model, "model", None)
-    if hasattr(net, "active_components"):  # a DPMM: its truncation's unused sticks are noise
+    if hasattr(net, "active_components"):  # a truncated model: its unused sticks are noise
         shown = [int(k) for k in net.active_components().tolist()]
         log.info("%d active components of %d (expected weight >= %g)", len(shown),
                  params["weights"].shape[0], getattr(net, "active_threshold", float("nan")))

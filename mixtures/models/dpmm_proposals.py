@@ -48,6 +48,7 @@ def component_bounds(model, counts: Tensor, sum_x: Tensor, sum_f: Tensor) -> Ten
     return family.data_bound(q, prior, counts, sum_x, sum_f)
 
 
+@torch.no_grad()
 def merge_candidates(model, counts: Tensor, sum_x: Tensor, sum_f: Tensor, active: Tensor,
                      max_pairs: int) -> Tensor:
     """The pairs ``[M, 2]`` (j < k, component indices) of active components whose merge has the
@@ -72,6 +73,7 @@ def merge_candidates(model, counts: Tensor, sum_x: Tensor, sum_f: Tensor, active
     return torch.stack([a[top.indices[keep]], b[top.indices[keep]]], -1)
 
 
+@torch.no_grad()
 def child_statistics(model, counts: Tensor, sum_x: Tensor, sum_f: Tensor
                      ) -> tuple[Tensor, Tensor, Tensor]:
     """Statistics of two children for each of T parents, split along the parent's principal
