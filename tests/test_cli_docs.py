@@ -1,5 +1,5 @@
 """The README and the design guide describe what exists: every referenced file, command, config
-choice and script is there (a fresh clone has no ../shared/DESIGN.md)."""
+choice and script is there (a fresh clone has no guide outside the repository)."""
 
 from __future__ import annotations
 
