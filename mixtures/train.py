@@ -96,12 +96,17 @@ def _train_criteria(model: Any, datamodule: Any) -> dict[str, float]:
         x = datamodule.train_tensor
     except (AttributeError, RuntimeError, KeyError):
         return {}
-    if x is None or x.shape[0] == 0:
+    if x is None or (x.shape[0] == 0 and getattr(datamodule, "shard", None) is None):
         return {}
     device, dtype = next(iter(model.state_dict().values())).device, model.dtype
     total = sum(float(net.score_samples(x[i:i + _CHUNK].to(device, dtype)).double().sum())
                 for i in range(0, x.shape[0], _CHUNK))
     n = int(x.shape[0])
+    if getattr(datamodule, "shard", None) is not None and torch.distributed.is_initialized():
+        # each rank holds only its shard (every rank runs this): the sums over all points
+        both = torch.tensor([total, float(n)], dtype=torch.float64, device=device)
+        torch.distributed.all_reduce(both)
+        total, n = float(both[0]), int(both[1])
     total -= n * float(standardizer.log_scale_sum.double())  # log p(x) = log p(z) - sum log s
     p = int(net.num_parameters())
     return {"train/bic": -2.0 * total + p * math.log(n), "train/aic": -2.0 * total + 2.0 * p}
@@ -295,6 +300,8 @@ def _train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     for lg in trainer.loggers:
         lg.log_hyperparams(hparams)
 
+    if hasattr(datamodule, "keep_only_shard"):  # the module declares it, the data is told
+        datamodule.keep_only_shard = bool(getattr(model, "reads_only_its_shard", False))
     ckpt_path, training = cfg.get("ckpt_path"), bool(cfg.get("train", True))
     if not training and not ckpt_path:
         raise ValueError(

@@ -5,7 +5,12 @@ a generator seeded by (seed, epoch), so a resumed run sees exactly the batches a
 run would. Under DDP each rank takes a disjoint shard: every point exactly once per epoch, no
 padding, so summed statistics (EM) and summed metrics stay exact. Training shards still give every
 rank the same number of batches (collectives must match): a smaller shard may end with an empty
-batch, which gradient modules weight by the global batch count.
+batch, which gradient modules weight by the global batch count. With
+:attr:`InMemoryDataModule.keep_only_shard` set (``train.py`` sets it for a module that declares
+``reads_only_its_shard``, e.g. memoized VI; the data never asks the model), :meth:`setup` keeps
+only this rank's shard of every split: no rank then holds all points on its device (each reads
+the source on the host once, to split and standardise it exactly as one process would, and
+frees the rest).
 
 A DataModule declares what it provides, :attr:`InMemoryDataModule.kind` (one of
 :data:`DATA_KINDS`), and its sizes, :meth:`InMemoryDataModule.sizes`.
@@ -15,10 +20,12 @@ Letters: N points, D features, D_y target dimensions, K components, C classes.
 
 from __future__ import annotations
 
+import math
 from typing import ClassVar
 
 import lightning as L
 import torch
+from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor
 
 from mixtures.data.batches import TensorBatches
@@ -84,6 +91,13 @@ class InMemoryDataModule(L.LightningDataModule):
         self.val_fraction, self.test_fraction = val_fraction, test_fraction
         self.split_seed, self.shuffle = split_seed, shuffle
         self.splits: dict[str, tuple[Tensor, Tensor | None]] = {}
+        #: under DDP, keep only this rank's shard of every split at :meth:`setup` (for a module
+        #: that reads nothing else; whoever pairs them sets it)
+        self.keep_only_shard = False
+        #: (rank, world size) when :attr:`splits` hold only this rank's shards, else None
+        self.shard: tuple[int, int] | None = None
+        #: every split's size over all ranks (set when sharded)
+        self.full_sizes: dict[str, int] = {}
         self.num_classes: int | None = None
         #: standardise features (and regression targets) by the training split; set by subclasses
         self.standardize = False
@@ -197,17 +211,43 @@ class InMemoryDataModule(L.LightningDataModule):
 
     @property
     def train_tensor(self) -> Tensor:
-        """All training points ``[N_train, D]`` (used to initialise models)."""
+        """All training points ``[N_train, D]`` (used to initialise models); only this rank's
+        shard when :attr:`shard` is set."""
         return self.split("train")[0]
 
     def setup(self, stage: str | None = None) -> None:
         self._ensure_loaded()
+        self._take_shard()
         device = self.trainer.strategy.root_device if self.trainer is not None else None
         if device is not None:
             self.splits = {
                 k: (x.to(device), None if y is None else y.to(device))
                 for k, (x, y) in self.splits.items()
             }
+
+    def _take_shard(self) -> None:
+        """With :attr:`keep_only_shard`, keep only this rank's shard (points r, r + W, … of each
+        split); the other points are freed before anything moves to the device."""
+        rank, world = self._rank_world()
+        if self.shard is not None:
+            if self.shard != (rank, world):
+                raise RuntimeError(
+                    f"{self._describe()} holds the shard of rank {self.shard[0]} of "
+                    f"{self.shard[1]} processes and cannot serve rank {rank} of {world}; "
+                    "build a new DataModule for another process layout.")
+            return
+        if world == 1 or not self.keep_only_shard:
+            return
+        self.full_sizes = {k: int(x.shape[0]) for k, (x, _) in self.splits.items()}
+        self.splits = {
+            k: (x[rank::world].clone(), None if y is None else y[rank::world].clone())
+            for k, (x, y) in self.splits.items()
+        }
+        self.shard = (rank, world)
+        rank_zero_info(
+            f"each of the {world} processes holds only its shard of the data (rank 0: "
+            f"{self.splits['train'][0].shape[0]:,} of {self.full_sizes['train']:,} training "
+            "points).")
 
     def _rank_world(self) -> tuple[int, int]:
         if self.trainer is None:
@@ -219,6 +259,14 @@ class InMemoryDataModule(L.LightningDataModule):
 
     def _loader(self, name: str, train: bool) -> TensorBatches:
         x, y = self.split(name)
+        if self.shard is not None:  # already this rank's points, in the unsharded order
+            return TensorBatches(
+                x, y,
+                batch_size=self.batch_size if train else self.eval_batch_size,
+                shuffle=train and self.shuffle, seed=self.split_seed, epoch=self._epoch,
+                equal_steps=train,
+                max_shard=math.ceil(self.full_sizes[name] / self.shard[1]),
+            )
         rank, world = self._rank_world()
         return TensorBatches(
             x, y,

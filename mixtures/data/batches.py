@@ -32,6 +32,8 @@ class TensorBatches:
         pad: pad shards to equal length by wrapping around (like ``DistributedSampler``; the
             DataModules no longer use it: their shards are exact).
         equal_steps: give every rank the same number of batches (training under DDP).
+        max_shard: when ``x`` is already this rank's shard (``rank`` 0, ``world_size`` 1), the
+            largest rank's shard size: with ``equal_steps``, the batch count is that shard's.
     """
 
     def __init__(
@@ -46,6 +48,7 @@ class TensorBatches:
         world_size: int = 1,
         pad: bool = False,
         equal_steps: bool = False,
+        max_shard: int | None = None,
     ) -> None:
         self.x, self.y = x, y
         self.equal_steps = equal_steps or pad
@@ -53,6 +56,10 @@ class TensorBatches:
         self.shuffle, self.seed = shuffle, seed
         self.epoch = epoch or (lambda: 0)
         self.rank, self.world_size, self.pad = rank, world_size, pad
+        if max_shard is not None and (world_size != 1 or pad or max_shard < x.shape[0]):
+            raise ValueError("max_shard is for a tensor that is already one rank's shard "
+                             "(rank 0, world_size 1, no padding, max_shard >= its length).")
+        self.max_shard = max_shard
 
     def _shard_size(self) -> int:
         n = self.x.shape[0]
@@ -64,7 +71,9 @@ class TensorBatches:
         # Training ranks must run the same number of steps (collectives must match): unpadded
         # shards, which differ by at most one point, take the largest shard's batch count (the
         # smaller ones end with an empty batch).
-        if self.equal_steps:
+        if self.equal_steps and self.max_shard is not None:
+            size = self.max_shard
+        elif self.equal_steps:
             size = math.ceil(self.x.shape[0] / self.world_size)
         else:
             size = self._shard_size()

@@ -63,6 +63,10 @@ class MemoizedDPMMModule(MixtureModule):
         eval_every_n_epochs: evaluate every this many laps, and at the first and the last.
     """
 
+    #: nothing here reads another rank's points: under DDP the DataModule may keep only this
+    #: rank's shard (train.py sets its ``keep_only_shard``)
+    reads_only_its_shard = True
+
     def __init__(self, net: DPMM, moves: bool = True, max_pairs: int | None = None,
                  max_splits: int = 4, split_tries: int = 3, init_components: int | None = None,
                  init_sample: int = 50_000, tol: float | None = 1e-6,

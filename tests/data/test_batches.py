@@ -215,3 +215,40 @@ def test_datamodule_training_shards_are_exact(n: int, bs: int | None, world: int
         assert torch.equal(ids.sort().values, torch.arange(n)), "not every point exactly once"
         orders.append(ids)
     assert n < 3 or not torch.equal(orders[0], orders[1]), "the shuffle ignored the epoch"
+
+
+@pytest.mark.parametrize("world", [2, 3])
+@pytest.mark.parametrize(("n", "bs"), [(101, 8), (37, None), (8, 3)])
+def test_a_module_reading_only_its_shard_gets_only_its_shard(n: int, bs: int | None,
+                                                            world: int) -> None:
+    """With ``keep_only_shard`` (train.py sets it for memoized VI), ``setup`` keeps on each
+    rank only that rank's points of every split (none holds all of them), and its loaders give
+    exactly the batches of the unsharded DataModule for that rank, as many on every rank."""
+    kwargs = dict(batch_size=bs, val_fraction=0.2, test_fraction=0.1, split_seed=4, shuffle=False)
+    lengths = set()
+    for rank in range(world):
+        trainer = SimpleNamespace(global_rank=rank, world_size=world, current_epoch=0,
+                                  strategy=SimpleNamespace(root_device=torch.device("cpu")))
+        sharded, whole = _Indexed(n, **kwargs), _Indexed(n, **kwargs)
+        sharded.trainer = whole.trainer = trainer  # type: ignore[assignment]
+        sharded.keep_only_shard = True
+        sharded.setup("fit")
+        whole.setup("fit")
+        assert sharded.shard == (rank, world) and whole.shard is None
+        for name in ("train", "val", "test"):
+            size = whole.split(name)[0].shape[0]
+            assert sharded.full_sizes[name] == size
+            assert sharded.split(name)[0].shape[0] == len(range(rank, size, world))
+        for make in ("train_dataloader", "val_dataloader", "test_dataloader"):
+            got, want = list(getattr(sharded, make)()), list(getattr(whole, make)())
+            assert len(got) == len(want)
+            for a, b in zip(got, want, strict=True):
+                assert torch.equal(a[0], b[0])
+        lengths.add(len(sharded.train_dataloader()))
+        sharded.setup("test")  # a second setup keeps the shard
+        assert sharded.split("train")[0].shape[0] == len(range(rank, whole.split("train")[0]
+                                                              .shape[0], world))
+        sharded.trainer = SimpleNamespace(global_rank=(rank + 1) % world, world_size=world)
+        with pytest.raises(RuntimeError, match="new DataModule"):
+            sharded.setup("fit")
+    assert len(lengths) == 1, "ranks would run different numbers of steps"
