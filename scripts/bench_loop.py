@@ -17,12 +17,17 @@ a step drifts by tens of percent between blocks).
   process; an epoch with the DPMM's moves is one of the few it sets aside).
 - **bare**: the module's step in a plain Python loop, as in the README:
   - ``gmm_em``: ``model.em_step(model.statistics(x), tol)``;
-  - ``dpmm_full``: ``opt.zero_grad(); model(x)[1].mean().backward(); opt.step()``, SGD lr 1;
+  - ``dpmm_full`` (memoized VI, ``model=dpmm``'s regime): ``memo.visit(0, x); memo.end_lap();
+    memo.elbo()`` of :class:`~mixtures.models.MemoizedVI` with one batch and the config's moves
+    (merges, splits, sort: part of both sides), as in the README's plain loop;
+  - ``dpmm_svi`` (the SVI regime): ``opt.zero_grad(); model(x)[1].mean().backward();
+    opt.step()``, SGD lr 1;
   - ``gmm_sgd``: ``opt.zero_grad(); (-model(x).mean()).backward(); opt.step()``, Adam lr 0.05.
 
   The first block starts from the model's own initialisation, the second from the parameters
-  the CLI started training from (copied at ``on_train_start``); each runs as many steps as the
-  CLI runs epochs.
+  the CLI started training from (copied at ``on_train_start``; memoized VI initialises afresh,
+  which gives the same start: the same seed on the same points); each runs as many steps as
+  the CLI runs epochs.
 
     python scripts/bench_loop.py --quick                 # smoke run, N = 20k, D = 8 (< 60 s)
     python scripts/bench_loop.py                         # N = 1M, D = 32 (gmm_sgd: 200k)
@@ -62,13 +67,13 @@ sys.path.insert(0, str(ROOT))
 
 from mixtures.train import train  # noqa: E402
 
-MODELS = ("gmm_em", "dpmm_full", "gmm_sgd")
+MODELS = ("gmm_em", "dpmm_full", "dpmm_svi", "gmm_sgd")
 
 
 class MovesClock:
-    """Wraps the DPMM module's ``global_moves`` to add up the seconds spent in it: the moves
-    (ELBO-checked merges, re-seeds; ``model.moves_every_n_epochs``) are part of the CLI's
-    algorithm, which the bare loop does not run."""
+    """Wraps the SVI DPMM module's ``global_moves`` to add up the seconds spent in it: its
+    moves (ELBO-checked merges, re-seeds; ``model.moves_every_n_epochs``) are part of the CLI's
+    algorithm, which the bare loop does not run. (Memoized VI's moves run in both.)"""
 
     def __init__(self) -> None:
         import mixtures.lit.dpmm as lit_dpmm
@@ -136,8 +141,12 @@ def compose_cfg(model: str, args, out: Path):
     ]
     if model == "gmm_em":
         overrides += ["model.tol=0"]  # never converged: every run takes all its epochs
-    if model.startswith("dpmm"):
+    if model == "dpmm_full":
         overrides += [f"model.net.num_components={args.truncation}", "model.tol=null"]
+    if model == "dpmm_svi":
+        overrides[0] = "model=dpmm_svi"
+        overrides += ["covariance=full", f"model.net.num_components={args.truncation}",
+                      "model.tol=null"]
     overrides += args.override
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
@@ -156,7 +165,18 @@ def bare_loop(model: str, net: torch.nn.Module, x: torch.Tensor, cfg, steps: int
 
         def step() -> None:
             net.em_step(net.statistics(x), tol)
-    elif model.startswith("dpmm"):
+    elif model == "dpmm_full":
+        from mixtures.models.memoized import MemoizedVI
+
+        m = cfg.model
+        memo = MemoizedVI(net, 1, m.moves, m.max_pairs, m.max_splits, m.split_tries)
+        memo.initialize([x], x[:m.init_sample], m.init_components)  # not timed
+
+        def step() -> None:
+            memo.visit(0, x)
+            memo.end_lap()
+            float(memo.elbo())  # the CLI logs it every lap
+    elif model == "dpmm_svi":
         opt = torch.optim.SGD(net.parameters(), lr=1.0)
 
         def step() -> None:
@@ -180,6 +200,11 @@ def bare_loop(model: str, net: torch.nn.Module, x: torch.Tensor, cfg, steps: int
     return t.seconds, times
 
 
+def x_dim(objects: dict) -> int:
+    """D of the run's training points."""
+    return int(objects["datamodule"].split("train")[0].shape[1])
+
+
 def bench(model: str, args) -> dict:
     """One table row: a bare loop, the CLI, and the bare loop again (the bare time is the mean
     of the two, which cancels a slow drift of the machine's speed)."""
@@ -191,7 +216,8 @@ def bench(model: str, args) -> dict:
         # the bare loop first, from the model's own initialisation on the same data
         x = hydra.utils.instantiate(cfg.data).split("train")[0].to(device)
         net = hydra.utils.instantiate(cfg.model.net, num_features=x.shape[1]).to(device)
-        net.initialize(x)
+        if model != "dpmm_full":  # memoized VI initialises its summaries with the model
+            net.initialize(x)
         log(f"{model}: bare loop, {steps} steps")
         seconds, before_steps = bare_loop(model, net, x, cfg, steps, clocks["before"])
         before = seconds / steps
@@ -214,8 +240,11 @@ def bench(model: str, args) -> dict:
                    own_steps=sum(timer.steps) / epochs, own_median=statistics.median(timer.steps),
                    setup=timer.epoch_starts[0] - t.start, after=end - timer.train_end)
         # and again, from the parameters the CLI started from
-        net = copy.deepcopy(objects["model"].model)
-        net.load_state_dict(timer.initial_state)
+        if model == "dpmm_full":
+            net = hydra.utils.instantiate(cfg.model.net, num_features=x_dim(objects))
+        else:
+            net = copy.deepcopy(objects["model"].model)
+            net.load_state_dict(timer.initial_state)
         x = objects["datamodule"].split("train")[0]
         row["n_train"], row["k"] = x.shape[0], net.num_components
         del objects

@@ -25,7 +25,8 @@ class TensorBatches:
         x: points ``[N, D]``.
         y: labels ``[N]`` or None.
         batch_size: points per batch (per rank); None for the whole shard in one batch.
-        shuffle: reshuffle every epoch.
+        shuffle: reshuffle every epoch (with ``batch_size`` None, a no-op: each rank's one
+            batch holds the same points in any order, so they are not gathered again).
         seed: base seed of the shuffle.
         epoch: callable returning the current epoch (the shuffle's second seed).
         rank: this process's rank; world_size: number of processes.
@@ -83,9 +84,10 @@ class TensorBatches:
 
     def _indices(self) -> Tensor | None:
         n = self.x.shape[0]
-        if not self.shuffle and self.world_size == 1:
-            return None  # contiguous slices, no gather
-        if self.shuffle:
+        shuffle = self.shuffle and self.batch_size is not None  # one batch: order is moot
+        if not shuffle and self.world_size == 1:
+            return None  # contiguous slices, no gather (a full batch: the tensor itself)
+        if shuffle:
             gen = torch.Generator().manual_seed(self.seed * 100_003 + int(self.epoch()))
             order = torch.randperm(n, generator=gen)
         else:
