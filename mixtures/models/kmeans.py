@@ -191,31 +191,37 @@ def _relative(p: _Points, rows: Tensor) -> Tensor:
     return rows.double() - p.shift
 
 
-def _plusplus(p: _Points, k: int, generator: torch.Generator | None) -> Tensor:
-    """Indices ``[K]`` of k-means++ seeds in ``p.x``, with greedy local trials.
+def _plusplus(p: _Points, k: int, generator: torch.Generator | None, tries: int = 1) -> Tensor:
+    """Indices ``[tries, K]`` of ``tries`` independent k-means++ seedings in ``p.x``, with
+    greedy local trials, all tries in the same operations.
 
-    Each step draws ``2 + ⌊log K⌉`` candidates by inverse-CDF sampling (one cumulative sum)
-    and keeps the one that lowers the potential most; the running nearest distances live in
-    one buffer and the candidates' distances in one reused ``[T, N]`` buffer. No host
-    synchronisation: a zero potential (all points on seeds) picks the last point.
+    Each step draws ``2 + ⌊log K⌉`` candidates per try by inverse-CDF sampling (one cumulative
+    sum per try) and keeps the one that lowers that try's potential most; the running nearest
+    distances live in one ``[tries, N]`` buffer and the candidates' distances in one reused
+    ``[tries·T, N]`` buffer (one matrix product for every try's candidates). No host
+    synchronisation: a zero potential (all points on seeds) picks the last point. With
+    ``tries=1`` the draws are those of one seeding alone.
     """
     n = p.x.shape[0]
     dev = p.x.device
     trials = 2 + int(math.log(k))
-    idx = torch.empty(k, dtype=torch.int64, device=dev)
-    idx[:1] = torch.randint(n, (1,), generator=generator, device=dev)
-    closest = _distances(p, _relative(p, p.x[idx[:1]]))[0]  # [N]
-    closest.index_fill_(0, idx[:1], 0.0)
-    buf = torch.empty(trials, n, dtype=p.x.dtype, device=dev)  # [T, N]
+    rows = torch.arange(tries, device=dev)
+    idx = torch.empty(tries, k, dtype=torch.int64, device=dev)
+    idx[:, 0] = torch.randint(n, (tries,), generator=generator, device=dev)
+    closest = _distances(p, _relative(p, p.x[idx[:, 0]]))  # [tries, N]
+    closest.scatter_(1, idx[:, :1], 0.0)
+    buf = torch.empty(tries * trials, n, dtype=p.x.dtype, device=dev)  # [tries·T, N]
     for i in range(1, k):
-        cum = torch.cumsum(closest, 0, dtype=torch.float64)  # [N]
-        u = torch.rand(trials, generator=generator, dtype=torch.float64, device=dev)
-        cand = torch.searchsorted(cum, u.mul_(cum[-1]), right=True).clamp_max_(n - 1)  # [T]
-        pot = torch.minimum(_distances(p, _relative(p, p.x[cand]), out=buf), closest, out=buf)
-        best = pot.sum(-1).argmin().reshape(1)
-        closest.copy_(pot.index_select(0, best)[0])
-        idx[i:i + 1] = cand.index_select(0, best)
-        closest.index_fill_(0, idx[i:i + 1], 0.0)
+        cum = torch.cumsum(closest, 1, dtype=torch.float64)  # [tries, N]
+        u = torch.rand(tries, trials, generator=generator, dtype=torch.float64, device=dev)
+        cand = torch.searchsorted(cum, u.mul_(cum[:, -1:]), right=True).clamp_max_(n - 1)
+        dist = _distances(p, _relative(p, p.x[cand.flatten()]), out=buf)
+        pot = torch.minimum(dist.view(tries, trials, n), closest[:, None], out=buf.view(
+            tries, trials, n))  # [tries, T, N]
+        best = pot.sum(-1).argmin(-1)  # [tries]
+        closest.copy_(pot[rows, best])
+        idx[:, i] = cand[rows, best]
+        closest.scatter_(1, idx[:, i:i + 1], 0.0)
     return idx
 
 
@@ -323,8 +329,8 @@ def kmeans_restarts(
     p = _prepare(x)
     m = max(_SAMPLE_PER_CLUSTER * k, min(_SAMPLE, n // _SAMPLE_FRACTION, 2**24 // max(d, 1)))
     if n <= m:
-        seeds = torch.stack([_relative(p, p.x[_plusplus(p, k, gen)])
-                             for gen in generators for _ in range(tries)])  # [R·tries, K, D]
+        seeds = torch.cat([_relative(p, p.x[_plusplus(p, k, gen, tries)])
+                           for gen in generators])  # [R·tries, K, D]
         centres, labels, inertia = _lloyd(p, seeds, num_iters, tol)
         best = inertia.reshape(r, tries).argmin(-1) + torch.arange(0, r * tries, tries,
                                                                    device=x.device)  # [R]
@@ -333,8 +339,7 @@ def kmeans_restarts(
         starts = []
         for gen in generators:
             sample = p.take(torch.randint(n, (m,), generator=gen, device=x.device))
-            seeds = torch.stack([_relative(sample, sample.x[_plusplus(sample, k, gen)])
-                                 for _ in range(tries)])  # [tries, K, D]
+            seeds = _relative(sample, sample.x[_plusplus(sample, k, gen, tries)])  # [tries, K, D]
             cand, _, inertia = _lloyd(sample, seeds, num_iters, tol, _SAMPLE_RTOL)
             starts.append(cand[inertia.argmin()])
         if full_iters is None:
@@ -399,7 +404,7 @@ def kmeans_plusplus(
     n = x.shape[0]
     if not 1 <= num_clusters <= n:
         raise ValueError(f"k-means++ needs 1 ≤ K ≤ N, got K={num_clusters} for N={n} points.")
-    idx = _plusplus(_prepare(x), num_clusters, generator)
+    idx = _plusplus(_prepare(x), num_clusters, generator)[0]
     if return_indices:
         return x[idx], idx
     return x[idx]

@@ -117,7 +117,8 @@ def test_kmeans_reseeds_empty_cluster_at_farthest_point(monkeypatch):
                       [-5.0, -3.0], [-3.0, 2.0], [5.0, -1.0]], dtype=torch.float64)
     x = x - x[7]
     module = importlib.import_module("mixtures.models.kmeans")
-    monkeypatch.setattr(module, "_plusplus", lambda p, k, generator: torch.tensor([4, 0, 3]))
+    monkeypatch.setattr(module, "_plusplus",
+                        lambda p, k, generator, tries=1: torch.tensor([[4, 0, 3]] * tries))
     _, labels_1 = kmeans(x, 3, num_iters=1)
     assert labels_1.unique().numel() == 2  # the case under test: a cluster emptied
     centres, _ = kmeans(x, 3, num_iters=2)
@@ -297,3 +298,21 @@ def test_skipping_lloyd_on_all_points_costs_under_half_a_percent_of_inertia():
         skip = KMEANS.kmeans_restarts(x, 8, [gen(s)], 100)[1][:, 0]
         full = KMEANS.kmeans_restarts(x, 8, [gen(s)], 100, full_iters=100)[1][:, 0]
         assert sklearn_inertia(x, skip) <= 1.005 * sklearn_inertia(x, full)
+
+
+def test_batched_seeding_tries_are_independent_valid_seedings():
+    """The tries of one batched k-means++ run (as kmeans_restarts seeds its subsample) are each
+    a seeding of distinct rows with one seed per well-separated cluster, and they differ; one
+    try draws exactly what kmeans_plusplus draws with the same generator."""
+    g = torch.Generator().manual_seed(5)
+    centres = 50.0 * torch.randn(6, 3, generator=g)
+    x = (centres.repeat_interleave(200, 0) + torch.randn(1200, 3, generator=g)).double()
+    truth = torch.arange(6).repeat_interleave(200)
+    p = KMEANS._prepare(x)
+    idx = KMEANS._plusplus(p, 6, torch.Generator().manual_seed(3), tries=4)  # [4, 6]
+    assert idx.shape == (4, 6)
+    for row in idx:
+        assert truth[row].unique().numel() == 6  # one seed in each cluster, distinct rows
+    assert len({tuple(row.tolist()) for row in idx}) > 1  # the tries are not copies
+    one = KMEANS._plusplus(p, 6, torch.Generator().manual_seed(3), tries=1)[0]
+    assert torch.equal(x[one], kmeans_plusplus(x, 6, torch.Generator().manual_seed(3)))
