@@ -13,6 +13,13 @@ problem once per covariance type (per-process first-call costs, paid once by a u
     python scripts/bench_fit.py --quick        # smoke run, about a minute
     python scripts/bench_fit.py                # 10k × 2 × 5, 100k × 16 × 16, 800k × 32 × 32
 
+Each side runs in a fresh Python process per row (data generated there from the same seed,
+the warm-up fits, then the timed fits): neither side inherits the other's process state. In one
+process, our fits measured after scikit-learn's 800k fit ran 1.3–1.7× slower than before it, in
+every operation alike (in-place matrix products too; the allocator's state is suspected: with
+``THP_MEM_ALLOC_ENABLE=1`` the difference went away); ``--same-process`` keeps that protocol
+(ours first, then scikit-learn, in this process) for comparison.
+
 Init time: ours is ``GaussianMixture._initialize`` (k-means responsibilities + one M-step),
 scikit-learn's is ``_initialize_parameters`` (its ``KMeans(n_init=1)`` + one M-step), both timed
 inside the same ``fit`` by a thin subclass. Per iteration: (fit − init) / n_iter, so it includes
@@ -22,8 +29,11 @@ each side's final E-step and bookkeeping. Progress goes to stderr; the tables to
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
+import subprocess
+import sys
 import time
 import warnings
 
@@ -86,18 +96,61 @@ def _run(make, x_train, x_test, y_test, clock: Contention, device: torch.device,
             "ari": adjusted_rand_score(y_test, model.predict(x_test))}
 
 
-def bench(n: int, d: int, k: int, cov: str, args, clock: Contention) -> dict:
+def _warm_up(types: list[str], device: str, sides: tuple[str, ...]) -> None:
+    """First-call costs (threads, kernels): one tiny fit per covariance type and side, paid
+    once per process (by a user too) before any timed fit."""
+    warm = make_blobs(2000, 2, 3, seed=1)[0].numpy()
+    for cov in types:
+        if "ours" in sides:
+            GaussianMixture(3, covariance_type=cov, device=device).fit(warm)
+        if "sklearn" in sides:
+            SkGaussianMixture(3, covariance_type=cov).fit(warm)
+
+
+def _side(side: str, n: int, d: int, k: int, cov: str, args, clock: Contention) -> dict:
+    """One side's fits of one row, in this process."""
     x, y, _ = make_blobs(n + n // 10, d, k, covariance_type="diag", seed=args.seed)
     x_np, y_np = x.numpy(), y.numpy()
     x_train, x_test, y_test = x_np[:n], x_np[n:], y_np[n:]
-    device = torch.device(args.device)
-    ours = _run(lambda: _TimedOurs(k, covariance_type=cov, random_state=args.seed,
-                                   device=args.device), x_train, x_test, y_test, clock, device,
-                args.repeats)
-    theirs = _run(lambda: _TimedSklearn(k, covariance_type=cov, random_state=args.seed),
-                  x_train, x_test, y_test, clock, torch.device("cpu"), args.repeats)
+    if side == "ours":
+        return _run(lambda: _TimedOurs(k, covariance_type=cov, random_state=args.seed,
+                                       device=args.device), x_train, x_test, y_test, clock,
+                    torch.device(args.device), args.repeats)
+    return _run(lambda: _TimedSklearn(k, covariance_type=cov, random_state=args.seed),
+                x_train, x_test, y_test, clock, torch.device("cpu"), args.repeats)
+
+
+def _child(args) -> None:
+    """``--child SIDE N D K COV``: one side of one row in a fresh process; prints its JSON."""
+    side, n, d, k, cov = args.child
+    _warm_up([cov], args.device, (side,))
+    clock = Contention(args.wait_quiet)
+    out = _side(side, int(n), int(d), int(k), cov, args, clock)
+    print(json.dumps({**out, "others": clock.share()}))
+
+
+def _in_child(side: str, n: int, d: int, k: int, cov: str, args) -> tuple[dict, float]:
+    cmd = [sys.executable, __file__, "--child", side, str(n), str(d), str(k), cov,
+           "--seed", str(args.seed), "--repeats", str(args.repeats), "--device", args.device,
+           "--wait-quiet", str(args.wait_quiet)]
+    done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"{side} {n}x{d}x{k} {cov} failed:\n{done.stderr[-3000:]}")
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    return out, out.pop("others")
+
+
+def bench(n: int, d: int, k: int, cov: str, args, clock: Contention) -> dict:
+    if args.same_process:
+        ours = _side("ours", n, d, k, cov, args, clock)
+        theirs = _side("sklearn", n, d, k, cov, args, clock)
+        others = clock.share()
+    else:
+        (ours, a), (theirs, b) = (_in_child(side, n, d, k, cov, args)
+                                  for side in ("ours", "sklearn"))
+        others = max(a, b)
     return {"size": f"{n // 1000}k × {d} × {k}", "cov": cov, "ours": ours, "sklearn": theirs,
-            "others": clock.share()}
+            "others": others}
 
 
 def table(rows: list[dict]) -> str:
@@ -127,14 +180,22 @@ def main(argv: list[str] | None = None) -> None:
                    help="fits per side and row; times are their medians")
     p.add_argument("--wait-quiet", type=float, default=20.0,
                    help="seconds to wait for other processes to go quiet before each fit")
+    p.add_argument("--same-process", action="store_true",
+                   help="both sides in this process, ours first (the old protocol)")
+    p.add_argument("--child", nargs=5, metavar=("SIDE", "N", "D", "K", "COV"),
+                   help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    if args.child:
+        _child(args)
+        return
     clock = Contention(args.wait_quiet)
+    protocol = "both sides in this process" if args.same_process else \
+        "each side in a fresh process per row"
     print(f"# bench_fit — torch {torch.__version__} ({torch.get_num_threads()} threads), "
-          f"scikit-learn {sklearn.__version__}, {os.cpu_count()} cores, device {args.device}\n")
-    warm = make_blobs(2000, 2, 3, seed=1)[0].numpy()  # first-call costs (threads, kernels)
-    for cov in args.types:  # once per process, not per fit: paid before any timed fit
-        GaussianMixture(3, covariance_type=cov, device=args.device).fit(warm)
-        SkGaussianMixture(3, covariance_type=cov).fit(warm)
+          f"scikit-learn {sklearn.__version__}, {os.cpu_count()} cores, device {args.device}, "
+          f"{protocol}\n")
+    if args.same_process:
+        _warm_up(args.types, args.device, ("ours", "sklearn"))
     rows = []
     for n, d, k in QUICK if args.quick else SIZES:
         for cov in args.types:
