@@ -1,6 +1,7 @@
 """TensorBoard figures of an image classifier (``model=gmm_classifier`` / ``cnn_linear``):
 a few test digits with their class posteriors, and for a Gaussian-mixture head the per-class
-component usage (mean responsibility of each component over the digits of its class).
+component usage (mean responsibility of each component over the digits of its class), and
+after testing the histograms of the out-of-distribution scores (test digits vs each OOD set).
 
 Letters: M digits drawn, H × W pixels, C classes, G components per class.
 """
@@ -18,7 +19,7 @@ from torch import Tensor  # noqa: E402
 
 from mixtures.callbacks.base import FigureCallback  # noqa: E402
 
-__all__ = ["ClassifierFigure", "posterior_figure", "usage_figure"]
+__all__ = ["ClassifierFigure", "ood_figure", "posterior_figure", "usage_figure"]
 
 
 def posterior_figure(images: Tensor, probs: Tensor, labels: Tensor) -> Figure:
@@ -58,10 +59,32 @@ def usage_figure(usage: Tensor) -> Figure:
     return fig
 
 
+def ood_figure(scores: dict[str, Tensor]) -> Figure:
+    """Histograms of the OOD scores (higher: more anomalous): the test digits ``scores["in"]``
+    against each OOD set, one panel per set, on shared bins."""
+    names = [n for n in scores if n != "in"]
+    every = torch.cat([s.flatten() for s in scores.values()]).double()
+    lo, hi = float(every.min()), float(every.max())
+    bins = torch.linspace(lo, hi if hi > lo else lo + 1, 41).numpy()
+    fig, axes = plt.subplots(1, len(names), figsize=(2.8 * len(names), 2.6), dpi=80,
+                             squeeze=False)
+    for ax, name in zip(axes[0], names, strict=True):
+        ax.hist(scores["in"].numpy(), bins=bins, alpha=0.6, density=True, label="test digits")
+        ax.hist(scores[name].numpy(), bins=bins, alpha=0.6, density=True, label=name)
+        ax.set_title(name, fontsize=9)
+        ax.set_yticks([])
+        ax.tick_params(labelsize=6)
+        ax.legend(fontsize=6)
+    fig.suptitle("OOD score −log p(z) (higher: more anomalous)", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
 class ClassifierFigure(FigureCallback):
     """After testing (and every ``every_n_epochs`` validations, and the last), log
-    ``num_digits`` test digits with their posteriors and the component usage. Does nothing for
-    other models or without a TensorBoard logger.
+    ``num_digits`` test digits with their posteriors and the component usage; after testing
+    also the OOD score histograms (``test/ood_scores``). Does nothing for other models or
+    without a TensorBoard logger.
 
     Args:
         every_n_epochs: period in epochs.
@@ -88,6 +111,9 @@ class ClassifierFigure(FigureCallback):
         figs = {f"{prefix}/posteriors": posterior_figure(images, probs, y.cpu())}
         if getattr(pl_module, "component_usage", None) is not None:
             figs[f"{prefix}/component_usage"] = usage_figure(pl_module.component_usage.cpu())
+        ood = getattr(pl_module, "ood_scores", None)
+        if prefix == "test" and ood and len(ood) > 1:
+            figs["test/ood_scores"] = ood_figure(ood)
         self.log_figures(trainer, figs, step=trainer.current_epoch)
 
     # *_end, not *_epoch_end: the module's own epoch-end hook has computed the usage by then

@@ -9,6 +9,13 @@ standard deviation (0.1307, 0.3081); images are served flattened, ``x [B, 784]``
 networks reshape them. Optional augmentation shifts each training image by up to ``shift``
 pixels on the device, per batch.
 
+Out-of-distribution sets that need no download (:meth:`MNISTDataModule.ood_sets`), each made
+from a batch of test digits: ``noise`` (uniform pixels in [0, 1]), ``shuffled`` (each digit's
+pixels randomly permuted), ``inverted`` (1 − pixel), ``rotated`` (90° anticlockwise). With
+``classes=[0, 1, 2, 3, 4, 5]`` only those digits train, validate and test (labels keep their
+digit values), and the test digits of the other classes form the split ``heldout`` — the
+open-set protocol.
+
 Letters: N points, B batch, D = 784 pixels.
 """
 
@@ -22,7 +29,10 @@ from torch import Tensor
 
 from mixtures.data.base import InMemoryDataModule
 
-__all__ = ["MNISTDataModule", "shift_images"]
+__all__ = ["MNISTDataModule", "OOD_TRANSFORMS", "shift_images"]
+
+#: the out-of-distribution sets made from test digits (besides ``heldout``)
+OOD_TRANSFORMS = ("noise", "shuffled", "inverted", "rotated")
 
 MEAN, STD = 0.1307, 0.3081
 SIDE = 28
@@ -66,6 +76,8 @@ class MNISTDataModule(InMemoryDataModule):
         num_val: digits held out for validation from the end of the 60k training file.
         split_seed: seed of the shuffles and of the augmentation.
         shuffle: reshuffle the training digits every epoch.
+        classes: train, validate and test on these digits only (None: all ten); the test
+            digits of the others are the split ``heldout`` (an out-of-distribution set).
     """
 
     #: labelled images (``model=gmm_classifier`` / ``cnn_linear`` need this)
@@ -85,6 +97,7 @@ class MNISTDataModule(InMemoryDataModule):
         num_val: int = 10_000,
         split_seed: int = 0,
         shuffle: bool = True,
+        classes: list[int] | None = None,
     ) -> None:
         super().__init__(batch_size=batch_size, eval_batch_size=eval_batch_size,
                          val_fraction=0.0, test_fraction=0.0, split_seed=split_seed,
@@ -97,6 +110,15 @@ class MNISTDataModule(InMemoryDataModule):
         self.data_dir, self.download = str(data_dir), bool(download)
         self.normalize, self.shift = normalize, shift
         self.limit_train, self.limit_eval, self.num_val = limit_train, limit_eval, num_val
+        if classes is not None:
+            classes = list(classes)
+            if (not classes or len(set(classes)) != len(classes)
+                    or not all(isinstance(c, int) and 0 <= c <= 9 for c in classes)
+                    or len(classes) == 10):
+                raise ValueError(
+                    f"data.classes={classes!r} must be distinct digits 0-9, at least one and "
+                    "not all ten (null: all ten), e.g. data.classes=[0,1,2,3,4,5].")
+        self.classes = classes
         self.num_classes = 10
 
     def _describe(self) -> str:
@@ -135,11 +157,36 @@ class MNISTDataModule(InMemoryDataModule):
             "val": (x_all[cut:], y_all[cut:]),
             "test": (x_test, y_test),
         }
+        if self.classes is not None:
+            keep = torch.tensor(self.classes)
+            x, y = parts["test"]
+            out = ~torch.isin(y, keep)
+            parts = {name: (x[torch.isin(y, keep)], y[torch.isin(y, keep)])
+                     for name, (x, y) in parts.items()}
+            parts["heldout"] = (x[out], y[out])
         for name, (x, y) in parts.items():
-            limit = self.limit_train if name == "train" else self.limit_eval
+            limit = self.limit_train if name == "train" else self.limit_eval  # heldout too
             if limit is not None:
                 x, y = x[:limit], y[:limit]
             self.splits[name] = (self._images(x), y.long())
+
+    # -- out-of-distribution sets ------------------------------------------------------------
+    def ood_split_names(self) -> tuple[str, ...]:
+        """The OOD sets of the test loop: the transforms, and ``heldout`` with ``classes``."""
+        return OOD_TRANSFORMS + (("heldout",) if self.classes is not None else ())
+
+    def ood_sets(self, x: Tensor, generator: torch.Generator) -> dict[str, Tensor]:
+        """The transformed copies of test digits ``x [B, 784]`` (served form, normalised or
+        not), each ``[B, 784]``: ``noise``, ``shuffled``, ``inverted``, ``rotated``."""
+        mean, std = (MEAN, STD) if self.normalize else (0.0, 1.0)
+        pixels = x * std + mean  # [B, 784] in [0, 1]
+        b = x.shape[0]
+        noise = torch.rand(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+        perm = torch.rand(x.shape, generator=generator, device=x.device).argsort(dim=1)
+        rotated = torch.rot90(pixels.reshape(b, SIDE, SIDE), 1, dims=(1, 2)).reshape(b, -1)
+        sets = {"noise": noise, "shuffled": pixels.gather(1, perm), "inverted": 1.0 - pixels,
+                "rotated": rotated}
+        return {name: (v - mean) / std for name, v in sets.items()}
 
     # -- augmentation on the device, per training batch -------------------------------------
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:

@@ -9,7 +9,7 @@ from matplotlib.figure import Figure
 from torch import Tensor
 
 from mixtures.callbacks import ClassifierFigure
-from mixtures.callbacks.classifier import posterior_figure, usage_figure
+from mixtures.callbacks.classifier import ood_figure, posterior_figure, usage_figure
 
 from .mock import logged, make_trainer
 
@@ -21,6 +21,11 @@ def test_posterior_and_usage_figures() -> None:
     assert isinstance(posterior_figure(torch.rand(3, 28, 28), probs, torch.tensor([1, 4, 9])),
                       Figure)
     assert isinstance(usage_figure(torch.softmax(torch.randn(10, 2, generator=GEN), -1)), Figure)
+    scores = {"in": torch.randn(50, generator=GEN), "noise": torch.randn(40, generator=GEN) + 3,
+              "heldout": torch.randn(7, generator=GEN)}
+    fig = ood_figure(scores)
+    assert isinstance(fig, Figure) and [ax.get_title() for ax in fig.axes] == ["noise", "heldout"]
+    assert isinstance(ood_figure({"in": torch.ones(3), "noise": torch.ones(3)}), Figure)
 
 
 class _Classifier(torch.nn.Module):
@@ -32,6 +37,7 @@ class _Classifier(torch.nn.Module):
         super().__init__()
         self.lin = torch.nn.Linear(784, 10)
         self.component_usage = torch.full((10, 2), 0.5) if usage else None
+        self.ood_scores = {"in": torch.zeros(4), "noise": torch.ones(4)} if usage else {}
 
     def forward(self, x: Tensor) -> Tensor:
         return self.lin(x).log_softmax(-1)
@@ -53,7 +59,8 @@ def test_classifier_figure_hooks(usage: bool) -> None:
     cb.on_validation_end(trainer, module)
     cb.on_test_end(trainer, module)
     tags = ["posteriors", "component_usage"] if usage else ["posteriors"]
-    assert logged(trainer) == [(f"{p}/{t}", 5) for p in ("val", "test") for t in tags]
+    ood = [("test/ood_scores", 5)] if usage else []  # after testing only
+    assert logged(trainer) == [(f"{p}/{t}", 5) for p in ("val", "test") for t in tags] + ood
     assert module.training, "the module's mode was not restored"
     silent = make_trainer(datamodule=_Digits(), current_epoch=3, is_global_zero=True)
     cb.on_validation_end(silent, module)  # not due

@@ -138,3 +138,38 @@ def test_shift_moves_images_within_bounds():
     assert shift_images(x, 0, gen) is x
     with pytest.raises(ValueError, match="data.shift"):
         MNISTDataModule(shift=20)
+
+
+def test_classes_keep_those_digits_and_hold_out_the_others(tmp_path):
+    splits = write_tiny_mnist(tmp_path)
+    dm = MNISTDataModule(data_dir=str(tmp_path), num_val=50, classes=[0, 1, 2, 3, 4, 5])
+    for name in ("train", "val", "test"):
+        assert int(dm.split(name)[1].max()) <= 5
+    x_h, y_h = dm.split("heldout")
+    expected = torch.as_tensor(splits[2][1])
+    assert torch.equal(y_h, expected[expected >= 6])
+    assert dm.split("train")[1].numel() == int((torch.as_tensor(splits[0][1]) <= 5).sum())
+    assert dm.ood_split_names() == ("noise", "shuffled", "inverted", "rotated", "heldout")
+    assert MNISTDataModule(data_dir=str(tmp_path)).ood_split_names()[-1] == "rotated"
+    for bad in ([], [1, 1], [0, 10], list(range(10))):
+        with pytest.raises(ValueError, match="data.classes"):
+            MNISTDataModule(classes=bad)
+
+
+@pytest.mark.parametrize("normalize", [True, False])
+def test_ood_sets_are_the_transformed_digits(tmp_path, normalize):
+    write_tiny_mnist(tmp_path)
+    dm = MNISTDataModule(data_dir=str(tmp_path), num_val=50, normalize=normalize)
+    x = dm.split("test")[0][:5]
+    sets = dm.ood_sets(x, torch.Generator().manual_seed(0))
+    mean, std = (MEAN, STD) if normalize else (0.0, 1.0)
+    pixels = {k: (v * std + mean) for k, v in sets.items()}
+    p = x * std + mean
+    assert torch.allclose(pixels["inverted"], 1 - p, atol=1e-6)
+    img = p.reshape(5, 28, 28)
+    assert torch.allclose(pixels["rotated"].reshape(5, 28, 28)[:, 27 - 3, 5], img[:, 5, 3],
+                          atol=1e-6)  # rot90: new[27 - j, i] = old[i, j]
+    assert torch.allclose(pixels["shuffled"].sort(1).values, p.sort(1).values, atol=1e-6)
+    assert not torch.allclose(pixels["shuffled"], p)
+    assert 0 <= float(pixels["noise"].min()) and float(pixels["noise"].max()) <= 1 + 1e-6
+    assert all(v.shape == x.shape for v in sets.values())
