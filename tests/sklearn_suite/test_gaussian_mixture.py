@@ -22,6 +22,7 @@ test_gaussian_mixture_fit_best_params                             xfail (strict)
 test_bic_1d_1component                                            xfail (strict): FLOAT32
 test_monotonic_likelihood                                         xfail (strict): FLOAT32
 test_gaussian_mixture_setting_best_params                         xfail (strict): ILL_DEFINED
+test_init                                                         xfail (strict): BATCHED_RESTARTS
 test_gaussian_mixture_precisions_init_diag[float32, float64]      xfail (strict): KMEANS_ORDER
 test_suffstat_sk_full, _tied, _diag, test_gaussian_suffstat_sk_   skipped: PRIVATE
 spherical, test_compute_log_det_cholesky,                         (they call only
@@ -114,6 +115,12 @@ ILL_DEFINED = (
     "rounding noise that it accepts because it happens to be positive; ours raises its "
     "ill-defined-covariance ValueError whenever a variance is within rounding of the data's "
     "moments (tests/test_estimator_input.py::test_reg_covar_zero_with_a_singleton_raises)"
+)
+BATCHED_RESTARTS = (
+    "the n_init restarts run together, one matrix product for all R·K components, so restart 0 "
+    "of n_init=10 equals the n_init=1 fit only to rounding (here 2e-7 relative in float32, "
+    "and 1 ulp in float64 at other seeds), and the test's >= is exact; the property within "
+    "rounding: test_more_restarts_never_lower_the_bound_beyond_rounding"
 )
 KMEANS_ORDER = (
     "the test builds precisions_init from sklearn.cluster.KMeans(random_state=0) labels and "
@@ -1252,6 +1259,7 @@ def test_sample():
 
 
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.xfail(strict=True, raises=AssertionError, reason=BATCHED_RESTARTS)
 def test_init():
     # We check that by increasing the n_init number we have a better solution
     for random_state in range(15):
@@ -1803,3 +1811,19 @@ def test_gaussian_mixture_all_init_does_not_estimate_gaussian_parameters_public(
     assert_allclose(gm.weights_, rand_data.weights)
     assert_allclose(gm.means_, rand_data.means)
     assert_allclose(gm.precisions_, rand_data.precisions["full"])
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_more_restarts_never_lower_the_bound_beyond_rounding(dtype):
+    """test_init's property for our batched restarts: the best of n_init=10 is at least the
+    n_init=1 fit's lower bound, up to the rounding of one batched matrix product."""
+    tol = 1e-6 if dtype == "float32" else 1e-13
+    for random_state in range(15):
+        rand_data = RandomData(np.random.RandomState(random_state), n_samples=50, scale=1)
+        X = rand_data.X["full"]
+        bounds = [
+            GaussianMixture(n_components=rand_data.n_components, n_init=n_init, max_iter=1,
+                            random_state=random_state, dtype=dtype).fit(X).lower_bound_
+            for n_init in (1, 10)
+        ]
+        assert bounds[1] >= bounds[0] - tol * abs(bounds[0]), (random_state, bounds)
