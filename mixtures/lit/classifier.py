@@ -8,6 +8,22 @@ each component over the digits of class c — as ``val/usage_min`` (the least-us
 share relative to 1/G) and the tensor :attr:`ClassifierModule.component_usage` (drawn by
 :class:`~mixtures.callbacks.ClassifierFigure`).
 
+A density of the features, for out-of-distribution (OOD) detection:
+
+- ``generative_weight`` λ > 0 (a mixture head) trains on NLL(y | x) + λ · (−log p(z | y)),
+  the head's class-conditional likelihood of the feature (a large-margin-GMM-style term,
+  Wan et al. 2018, without the margin);
+- ``posthoc=true`` (a network with a ``density``, :class:`~mixtures.models.ClassDensity`)
+  fits it by EM to the training features after the last training epoch (before its
+  validation, so the last checkpoint holds it; again at the end of fitting if training
+  stopped elsewhere, re-saving the last checkpoint).
+
+:meth:`ClassifierModule.ood_score` is higher for more anomalous inputs. The test loop scores
+the test digits and every OOD set the DataModule makes (``ood_sets``: noise, shuffled,
+inverted, rotated; and the split ``heldout`` with ``data.classes``), logs
+``test/ood_auroc_<set>`` (AUROC of telling the set from the test digits, computed on the
+device) and keeps the scores in :attr:`ClassifierModule.ood_scores` for the figure.
+
 Letters: B batch, C classes, G components per class.
 """
 
@@ -22,6 +38,7 @@ from torch import Tensor, nn
 from torchmetrics import Metric
 
 from mixtures.lit.base import global_batch_mean, unshare_metric_states
+from mixtures.lit.ood import ScoreList, auroc_tensor
 from mixtures.lit.optim import optimizer_factory, optimizers_from_config
 from mixtures.lit.requirements import check_data
 from mixtures.lit.saving import CheckpointLoading, build_net
@@ -61,6 +78,12 @@ class ClassifierModule(CheckpointLoading, L.LightningModule):
         lr: learning rate that replaces the optimizer's (None: keep ``optimizer.lr``).
         scheduler: optional partial learning-rate scheduler (``scheduler`` group, e.g. step).
         ece_bins: bins of the expected calibration error.
+        generative_weight: λ of the generative term −log p(z | y) (0: none; needs a mixture
+            head).
+        posthoc: fit the network's post-hoc ``density`` to the training features after
+            training (it then gives the OOD score; the head still classifies).
+        ood: score the DataModule's OOD sets in the test loop.
+        ood_seed: seed of the random OOD sets (noise, shuffled pixels).
     """
 
     #: the data this module trains on (:mod:`mixtures.lit.requirements`)
@@ -73,6 +96,10 @@ class ClassifierModule(CheckpointLoading, L.LightningModule):
         lr: float | None = None,
         scheduler: Callable[..., Any] | None = None,
         ece_bins: int = 15,
+        generative_weight: float = 0.0,
+        posthoc: bool = False,
+        ood: bool = True,
+        ood_seed: int = 0,
     ) -> None:
         super().__init__()
         net = build_net(net)  # or a saved config of it (mixtures.lit.saving)
@@ -88,6 +115,21 @@ class ClassifierModule(CheckpointLoading, L.LightningModule):
             c, g = self.mixture_head.num_classes, self.mixture_head.num_components
             self.val_usage, self.test_usage = ComponentUsage(c, g), ComponentUsage(c, g)
         self.component_usage: Tensor | None = None  # [C, G] of the last evaluation
+        if not (isinstance(generative_weight, int | float) and generative_weight >= 0):
+            raise ValueError(f"model.generative_weight must be a number ≥ 0, got "
+                             f"{generative_weight!r}; e.g. 0.01 (0: no generative term).")
+        if generative_weight > 0 and self.mixture_head is None:
+            raise ValueError("model.generative_weight > 0 needs a Gaussian-mixture head "
+                             "(model=gmm_classifier); the linear head has no p(z | y).")
+        if posthoc and getattr(net, "density", None) is None:
+            raise ValueError("model.posthoc=true needs model.net.density (a ClassDensity, as in "
+                             "conf/model/gmm_classifier.yaml); set one or model.posthoc=false.")
+        self.posthoc = bool(posthoc)
+        self.generative_weight, self.ood, self.ood_seed = float(generative_weight), bool(ood), \
+            int(ood_seed)
+        self._ood_metrics: dict[str, ScoreList] = {}
+        #: OOD scores of the last test, ``{"in": [N], <set>: [N_set]}`` on the CPU
+        self.ood_scores: dict[str, Tensor] = {}
 
     def model_sizes(self) -> dict[str, int]:
         """No size to compare: the images' shape is the network's, the classes may be fewer."""
@@ -110,12 +152,56 @@ class ClassifierModule(CheckpointLoading, L.LightningModule):
         """``log p(x | c)`` ``[B, C]`` of the head (logits for a linear head)."""
         return self.net.class_log_likelihood(x)
 
+    def ood_score(self, x: Tensor) -> Tensor:
+        """Out-of-distribution score ``[B]`` (higher: more anomalous), ``−log p(z)`` of the
+        post-hoc density when fitted, else of the head (see :meth:`ConvNet.ood_score`)."""
+        return self.net.ood_score(x)
+
     def training_step(self, batch: tuple[Tensor, ...], batch_idx: int) -> Tensor:
         x, y = batch
-        loss = global_batch_mean(self, nn.functional.nll_loss(self.net(x), y, reduction="none"))
-        self.log("train/nll", loss, prog_bar=True, on_step=True, on_epoch=True,
-                 batch_size=x.shape[0], sync_dist=True)
+        if self.generative_weight == 0:
+            nll = nn.functional.nll_loss(self.net(x), y, reduction="none")
+            loss = global_batch_mean(self, nll)
+        else:
+            head = self.mixture_head
+            z = self.net.features(x) if head is not self.net else x
+            class_ll = head.class_log_likelihood(z)  # [B, C] log p(z | c)
+            nll = nn.functional.nll_loss(torch.log_softmax(class_ll + head.log_prior, -1), y,
+                                         reduction="none")
+            gen = -class_ll.gather(1, y[:, None]).squeeze(1)  # [B] −log p(z | y)
+            loss = global_batch_mean(self, nll + self.generative_weight * gen)
+            self.log("train/generative", gen.detach().mean(), on_step=False, on_epoch=True,
+                     batch_size=x.shape[0], sync_dist=True)
+        self.log("train/nll", nll.detach().mean() if self.generative_weight else loss,
+                 prog_bar=True, on_step=True, on_epoch=True, batch_size=x.shape[0],
+                 sync_dist=True)
         return loss
+
+    # -- the post-hoc density -------------------------------------------------------------------
+    def _fit_density(self) -> None:
+        x, y = self.trainer.datamodule.split("train")
+        self.net.fit_density(x, y, step=self.global_step)
+
+    def on_validation_epoch_start(self) -> None:
+        """Fit the post-hoc density before the last training epoch's validation."""
+        trainer = self.trainer
+        if not self.posthoc or trainer.sanity_checking \
+                or trainer.state.fn != "fit":
+            return
+        max_epochs = trainer.max_epochs
+        if max_epochs is not None and max_epochs > 0 and self.current_epoch + 1 >= max_epochs:
+            self._fit_density()
+
+    def on_fit_end(self) -> None:
+        """Training stopped before the last epoch's validation (max_steps, early stopping, no
+        validation): fit the density now and re-save the last checkpoints with it."""
+        if not self.posthoc or int(self.net.density.fitted_step) == self.global_step:
+            return
+        self._fit_density()
+        for cb in self.trainer.checkpoint_callbacks:  # those saved at this very step
+            path = getattr(cb, "_last_checkpoint_saved", "")
+            if path and getattr(cb, "_last_global_step_saved", -1) == self.global_step:
+                self.trainer.save_checkpoint(path)
 
     def _eval_step(self, batch: tuple[Tensor, ...], scores: ClassificationScores,
                    usage: ComponentUsage | None) -> None:
@@ -145,8 +231,38 @@ class ClassifierModule(CheckpointLoading, L.LightningModule):
     def on_validation_epoch_end(self) -> None:
         self._eval_epoch_end("val", self.val_scores, getattr(self, "val_usage", None))
 
+    # -- test, with the OOD sets ------------------------------------------------------------
+    def on_test_epoch_start(self) -> None:
+        dm = self.trainer.datamodule
+        names = dm.ood_split_names() if self.ood and hasattr(dm, "ood_sets") \
+            and hasattr(self.net, "ood_score") else ()
+        self._ood_metrics = {n: ScoreList().to(self.device) for n in ("in", *names)} \
+            if names else {}
+
     def test_step(self, batch: tuple[Tensor, ...], batch_idx: int) -> None:
         self._eval_step(batch, self.test_scores, getattr(self, "test_usage", None))
+        if not self._ood_metrics:
+            return
+        x = batch[0]
+        gen = torch.Generator(device=x.device).manual_seed(
+            self.ood_seed * 1_000_003 + self.global_rank * 100_003 + batch_idx)
+        self._ood_metrics["in"].update(self.net.ood_score(x))
+        for name, x_ood in self.trainer.datamodule.ood_sets(x, gen).items():
+            self._ood_metrics[name].update(self.net.ood_score(x_ood))
 
     def on_test_epoch_end(self) -> None:
         self._eval_epoch_end("test", self.test_scores, getattr(self, "test_usage", None))
+        if not self._ood_metrics:
+            return
+        if "heldout" in self._ood_metrics:  # this rank's share of the held-out digits
+            x = self.trainer.datamodule.split("heldout")[0]
+            x = x[self.global_rank::self.trainer.world_size]
+            for i in range(0, x.shape[0], 1000):
+                self._ood_metrics["heldout"].update(self.net.ood_score(x[i:i + 1000]))
+        scores = {name: m.compute() for name, m in self._ood_metrics.items()}
+        for name, s in scores.items():
+            if name != "in":  # OOD inputs should score higher: they are the positives
+                self.log(f"test/ood_auroc_{name}", auroc_tensor(s, scores["in"]).float())
+        self.ood_scores = {name: s.float().cpu() for name, s in scores.items()}
+        for m in self._ood_metrics.values():
+            m.reset()

@@ -131,6 +131,11 @@ class GaussianMixtureClassifier(nn.Module):
         """``log p(z | c)`` ``[B, C]`` — for out-of-distribution scores."""
         return torch.logsumexp(self.weighted_log_prob(x), dim=-1)
 
+    def log_density(self, x: Tensor) -> Tensor:
+        """``log p(z) = logsumexp_c (log π_c + log p(z | c))`` ``[B]`` — a density of the
+        features only when trained for it (``model.generative_weight``)."""
+        return torch.logsumexp(self.class_log_likelihood(x) + self.log_prior, dim=-1)
+
     def forward(self, x: Tensor) -> Tensor:
         """Class log-probabilities ``log p(c | z)`` ``[B, C]``."""
         return torch.log_softmax(self.class_log_likelihood(x) + self.log_prior, dim=-1)
