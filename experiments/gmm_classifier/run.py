@@ -1,16 +1,26 @@
-"""Gaussian-mixture head vs linear head on MNIST (same CNN): accuracy, NLL, ECE and OOD AUROC.
+"""Gaussian-mixture head vs linear head on MNIST (same CNN): accuracy, NLL, ECE, OOD AUROC.
 
-    python experiments/gmm_classifier/run.py                      # the whole table
-    python experiments/gmm_classifier/run.py --rows linear diag-1 # some rows
-    python experiments/gmm_classifier/run.py --table              # print the table from results
+    python experiments/gmm_classifier/run.py                          # the whole table
+    python experiments/gmm_classifier/run.py --rows linear diag-1 diag-1-gen   # some rows
+    python experiments/gmm_classifier/run.py --rows diag-1 --classes 0 1 2 3 4 5  # open set
+    python experiments/gmm_classifier/run.py --table                  # the table from results
 
 Every row trains ``train.py``'s config (``data=mnist``, Adam lr 1e-3 with StepLR γ = 0.7 per
-epoch, batch 128, ``--epochs`` epochs, seed 0) on the 50k training digits, keeps the final
-weights and evaluates on the 10k test digits. Out-of-distribution inputs are made from the
-test digits themselves: each digit with its pixels randomly permuted, and uniform noise in
-[0, 1]. The OOD score is ``logsumexp_c log p(x | c)`` of the head (the mixture's ``log p(z)``
-up to the class prior; for the linear head the same of its logits, the "energy" score);
-AUROC is for telling the real test digits (positive, higher score) from the OOD ones.
+epoch, batch 128, ``--epochs`` epochs, seed ``--seed``) on the first ``--limit-train`` of the
+50k training digits, keeps the final weights and evaluates on the first ``--limit-eval`` of the
+10k test digits. A row ``<cov>-<G>`` trains on the labels alone ("plain"); ``<cov>-<G>-gen``
+adds the generative term (``model.generative_weight``, ``--gen-weight``). Every trained model
+is also given the post-hoc density (``model.posthoc=true``: each class's G-component mixture of
+the row's covariance type fitted by EM to its training features after training; for the
+linear head full covariance, G = 1, as in DDU), which needs no retraining, so each training
+gives two table lines: the head's own score and the post-hoc one.
+
+Out-of-distribution sets are made from the test digits themselves
+(:meth:`MNISTDataModule.ood_sets`: uniform noise, shuffled pixels, inverted, rotated 90°) and,
+with ``--classes``, the test digits of the other classes (``heldout``). The score is
+``ood_score = −log p(z)`` (higher: more anomalous): of the head (a mixture head's
+``logsumexp_c log π_c p(z | c)``, the linear head's energy ``logsumexp_c`` of its logits) or
+of the post-hoc density. AUROC is for telling the OOD set from the test digits.
 Results are appended to ``results.json`` next to this file after every row.
 """
 
@@ -34,26 +44,29 @@ from hydra.core.global_hydra import GlobalHydra  # noqa: E402
 from hydra.core.hydra_config import HydraConfig  # noqa: E402
 from omegaconf import open_dict  # noqa: E402
 
-from mixtures.data.mnist import MEAN, STD  # noqa: E402
 from mixtures.metrics import auroc  # noqa: E402
 from mixtures.train import train  # noqa: E402
 
 ROWS = {
-    "linear": ["model=cnn_linear"],
-    **{f"{cov}-{g}": ["model=gmm_classifier", f"covariance={cov}",
-                      f"model.net.head.num_components={g}"]
-       for cov in ("diag", "full") for g in (1, 2, 4)},
+    "linear": ["model=cnn_linear", "covariance=full"],
+    **{f"{cov}-{g}{gen}": ["model=gmm_classifier", f"covariance={cov}",
+                           f"model.net.head.num_components={g}"]
+       + [f"model.generative_weight={'GEN' if gen else 0}"]
+       for gen in ("", "-gen") for cov in ("diag", "full") for g in (1, 2, 4)},
 }
 RESULTS = HERE / "results.json"
 
 
-def config(row: str, epochs: int, data_dir: str, out: Path, extra: list[str]):
+def config(row: str, args: argparse.Namespace, out: Path):
     GlobalHydra.instance().clear()
-    overrides = ROWS[row] + [
-        "data=mnist", f"data.data_dir={data_dir}", "optimizer=adam", "model.lr=0.001",
-        "+scheduler=step", f"trainer.max_epochs={epochs}", "trainer.enable_progress_bar=false",
-        "seed=0", f"hydra.run.dir={out}", f"paths.log_dir={out}",
-    ] + extra
+    overrides = [o.replace("GEN", str(args.gen_weight)) for o in ROWS[row]] + [
+        "data=mnist", f"data.data_dir={args.data_dir}", "optimizer=adam", "model.lr=0.001",
+        "+scheduler=step", f"trainer.max_epochs={args.epochs}",
+        "trainer.enable_progress_bar=false", f"seed={args.seed}", f"hydra.run.dir={out}",
+        f"paths.log_dir={out}", "model.posthoc=true", "model.ood=false",
+        f"data.limit_train={args.limit_train}", f"data.limit_eval={args.limit_eval}",
+    ] + ([f"data.classes=[{','.join(map(str, args.classes))}]"] if args.classes else []) \
+        + args.overrides
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
         cfg = compose("train", overrides=overrides, return_hydra_config=True)
     HydraConfig().set_config(cfg)
@@ -63,56 +76,86 @@ def config(row: str, epochs: int, data_dir: str, out: Path, extra: list[str]):
 
 
 @torch.no_grad()
-def ood_scores(module, x: torch.Tensor, batch: int = 1000) -> torch.Tensor:
-    """``logsumexp_c log p(x | c)`` ``[N]`` in evaluation mode."""
-    module.eval()
-    out = [torch.logsumexp(module.class_log_likelihood(x[i:i + batch]), -1)
-           for i in range(0, x.shape[0], batch)]
-    return torch.cat(out)
+def source_scores(net, x: torch.Tensor, batch: int = 1000) -> dict[str, torch.Tensor]:
+    """``ood_score`` ``[N]`` of the head and of the post-hoc density, one feature pass."""
+    net.eval()
+    head, dens = [], []
+    for i in range(0, x.shape[0], batch):
+        z = net.features(x[i:i + batch])
+        head.append(-net.head.log_density(z))
+        dens.append(-net.density.log_prob(z))
+    return {"head": torch.cat(head), "posthoc": torch.cat(dens)}
 
 
-def evaluate_ood(module, x_test: torch.Tensor, seed: int = 0) -> dict[str, float]:
-    """AUROCs of test digits vs pixel-shuffled digits and vs uniform noise."""
+def evaluate_ood(module, dm, seed: int) -> dict[str, dict[str, float]]:
+    """``{source: {auroc_<set>: value}}`` for both scores and every OOD set."""
+    x = dm.split("test")[0].cpu()
+    net = module.net.cpu()
     gen = torch.Generator().manual_seed(seed)
-    x = x_test.cpu()
-    perms = torch.argsort(torch.rand(x.shape, generator=gen), dim=1)
-    shuffled = x.gather(1, perms)
-    noise = (torch.rand(x.shape, generator=gen) - MEAN) / STD
-    module = module.cpu()
-    s_in = ood_scores(module, x)
-    return {"auroc_shuffled": auroc(s_in, ood_scores(module, shuffled)),
-            "auroc_noise": auroc(s_in, ood_scores(module, noise))}
+    sets: dict[str, list[torch.Tensor]] = {}
+    for i in range(0, x.shape[0], 1000):
+        for name, v in dm.ood_sets(x[i:i + 1000], gen).items():
+            sets.setdefault(name, []).append(v)
+    ood = {name: torch.cat(v) for name, v in sets.items()}
+    if "heldout" in dm.splits:
+        ood["heldout"] = dm.split("heldout")[0].cpu()
+    s_in = source_scores(net, x)
+    out: dict[str, dict[str, float]] = {"head": {}, "posthoc": {}}
+    for name, v in ood.items():
+        s_out = source_scores(net, v)
+        for source in out:
+            out[source][f"auroc_{name}"] = auroc(s_out[source], s_in[source])
+    return out
 
 
-def run_row(row: str, epochs: int, data_dir: str, extra: list[str]) -> dict[str, float]:
-    out = Path(tempfile.mkdtemp(prefix=f"gmmcls_{row}_"))
-    cfg = config(row, epochs, data_dir, out, extra)
+def run_row(row: str, args: argparse.Namespace) -> dict:
+    tag = row + (f"-lam{args.gen_weight:g}" if row.endswith("-gen") and args.gen_weight != 0.01
+                 else "") + ("-open" if args.classes else "")
+    out = Path(tempfile.mkdtemp(prefix=f"gmmcls_{tag}_"))
+    cfg = config(row, args, out)
     start = time.perf_counter()
     metrics, objects = train(cfg)
     seconds = time.perf_counter() - start
-    x_test = objects["datamodule"].split("test")[0]
-    result = {"row": row, "epochs": epochs, "seconds": round(seconds, 1),
+    module, dm = objects["model"], objects["datamodule"]
+    result = {"row": tag, "epochs": args.epochs, "seed": args.seed,
+              "limit_train": args.limit_train, "limit_eval": args.limit_eval,
+              "gen_weight": args.gen_weight if row.endswith("-gen") else 0.0,
+              "classes": args.classes, "seconds": round(seconds, 1),
               "test/acc": metrics["test/acc"], "test/nll": metrics["test/nll"],
               "test/ece": metrics["test/ece"], "val/acc": metrics["val/acc"],
-              **evaluate_ood(objects["model"], x_test), "log_dir": str(out)}
-    usage = getattr(objects["model"], "component_usage", None)
+              **evaluate_ood(module, dm, args.seed), "log_dir": str(out)}
+    usage = getattr(module, "component_usage", None)
     if usage is not None:
         result["usage_min"] = float(usage.amin() * usage.shape[1])
+        result["usage"] = usage.tolist()
+        result["mixing_weights"] = module.net.head.log_mixing_weights.exp().tolist()
+    result["posthoc_weights"] = module.net.density.log_weights.exp().tolist()
     return result
 
 
+SETS = ("noise", "shuffled", "inverted", "rotated", "heldout")
+
+
 def table(results: list[dict]) -> str:
-    lines = ["| head | covariance | G | test acc (%) | test NLL | test ECE (%) | "
-             "AUROC shuffled | AUROC noise | epochs | time (s) |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| head | cov | G | training | OOD score | test acc (%) | NLL | ECE (%) | "
+             + " | ".join(f"AUROC {s}" for s in SETS) + " | train digits × epochs | time (s) |",
+             "|" + "---|" * (10 + len(SETS))]
     for r in results:
-        head, cov, g = ("linear", "—", "—") if r["row"] == "linear" else \
-            ("GMM", *r["row"].split("-"))
-        lines.append(
-            f"| {head} | {cov} | {g} | {100 * r['test/acc']:.2f} | {r['test/nll']:.4f} | "
-            f"{100 * r['test/ece']:.2f} | {r['auroc_shuffled']:.4f} | {r['auroc_noise']:.4f} | "
-            f"{r['epochs']} | {r['seconds']:.0f} |"
-        )
+        name = r["row"].removesuffix("-open")
+        head, cov, g = ("linear", "full*", "1*") if name.startswith("linear") else \
+            ("GMM", *name.split("-")[:2])
+        training = f"gen λ={r['gen_weight']:g}" if r["gen_weight"] else "labels"
+        if r.get("classes"):
+            training += " (0–5)"
+        for source in ("head", "posthoc"):
+            label = ("energy" if head == "linear" else "head log p(z)") if source == "head" \
+                else "post-hoc EM"
+            aurocs = " | ".join(f"{r[source][f'auroc_{s}']:.4f}" if f"auroc_{s}" in r[source]
+                                else "—" for s in SETS)
+            lines.append(
+                f"| {head} | {cov} | {g} | {training} | {label} | {100 * r['test/acc']:.2f} | "
+                f"{r['test/nll']:.4f} | {100 * r['test/ece']:.2f} | {aurocs} | "
+                f"{r['limit_train']} × {r['epochs']} | {r['seconds']:.0f} |")
     return "\n".join(lines)
 
 
@@ -120,6 +163,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", nargs="+", default=list(ROWS), choices=list(ROWS))
     parser.add_argument("--epochs", type=int, default=4)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--limit-train", type=int, default=50_000)
+    parser.add_argument("--limit-eval", type=int, default=10_000)
+    parser.add_argument("--gen-weight", type=float, default=0.01, help="λ of the -gen rows")
+    parser.add_argument("--classes", type=int, nargs="*", default=None,
+                        help="train on these digits only; the others are the heldout OOD set")
     parser.add_argument("--data-dir", default=str(ROOT / "data"))
     parser.add_argument("--table", action="store_true", help="only print the saved table")
     parser.add_argument("--results", type=Path, default=RESULTS)
@@ -128,9 +177,8 @@ def main() -> None:
     results = json.loads(args.results.read_text()) if args.results.exists() else []
     if not args.table:
         for row in args.rows:
-            result = run_row(row, args.epochs, args.data_dir, args.overrides)
-            results = [r for r in results if r["row"] != row] + [result]
-            results.sort(key=lambda r: list(ROWS).index(r["row"]))
+            result = run_row(row, args)
+            results = [r for r in results if r["row"] != result["row"]] + [result]
             args.results.write_text(json.dumps(results, indent=1) + "\n")
             print(f"[{row}] {json.dumps(result)}", flush=True)
     print(table(results))
