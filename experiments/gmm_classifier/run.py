@@ -65,7 +65,8 @@ def config(row: str, args: argparse.Namespace, out: Path):
         "trainer.enable_progress_bar=false", f"seed={args.seed}", f"hydra.run.dir={out}",
         f"paths.log_dir={out}", "model.posthoc=true", "model.ood=false",
         f"data.limit_train={args.limit_train}", f"data.limit_eval={args.limit_eval}",
-    ] + ([f"data.classes=[{','.join(map(str, args.classes))}]"] if args.classes else []) \
+    ] + ([f"model.net.spectral_norm={args.spectral_norm}"] if args.spectral_norm else []) \
+        + ([f"data.classes=[{','.join(map(str, args.classes))}]"] if args.classes else []) \
         + args.overrides
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
         cfg = compose("train", overrides=overrides, return_hydra_config=True)
@@ -110,7 +111,8 @@ def evaluate_ood(module, dm, seed: int) -> dict[str, dict[str, float]]:
 
 def run_row(row: str, args: argparse.Namespace) -> dict:
     tag = row + (f"-lam{args.gen_weight:g}" if row.endswith("-gen") and args.gen_weight != 0.01
-                 else "") + ("-open" if args.classes else "")
+                 else "") + (f"-sn{args.spectral_norm:g}" if args.spectral_norm else "") \
+        + ("-open" if args.classes else "")
     out = Path(tempfile.mkdtemp(prefix=f"gmmcls_{tag}_"))
     cfg = config(row, args, out)
     start = time.perf_counter()
@@ -120,7 +122,8 @@ def run_row(row: str, args: argparse.Namespace) -> dict:
     result = {"row": tag, "epochs": args.epochs, "seed": args.seed,
               "limit_train": args.limit_train, "limit_eval": args.limit_eval,
               "gen_weight": args.gen_weight if row.endswith("-gen") else 0.0,
-              "classes": args.classes, "seconds": round(seconds, 1),
+              "classes": args.classes, "spectral_norm": args.spectral_norm,
+              "seconds": round(seconds, 1),
               "test/acc": metrics["test/acc"], "test/nll": metrics["test/nll"],
               "test/ece": metrics["test/ece"], "val/acc": metrics["val/acc"],
               **evaluate_ood(module, dm, args.seed), "log_dir": str(out)}
@@ -141,10 +144,12 @@ def table(results: list[dict]) -> str:
              + " | ".join(f"AUROC {s}" for s in SETS) + " | train digits × epochs | time (s) |",
              "|" + "---|" * (10 + len(SETS))]
     for r in results:
-        name = r["row"].removesuffix("-open")
+        name = r["row"].removesuffix("-open").split("-sn")[0]
         head, cov, g = ("linear", "full*", "1*") if name.startswith("linear") else \
             ("GMM", *name.split("-")[:2])
         training = f"gen λ={r['gen_weight']:g}" if r["gen_weight"] else "labels"
+        if r.get("spectral_norm"):
+            training += f", SN c={r['spectral_norm']:g}"
         if r.get("classes"):
             training += " (0–5)"
         for source in ("head", "posthoc"):
@@ -169,6 +174,8 @@ def main() -> None:
     parser.add_argument("--gen-weight", type=float, default=0.01, help="λ of the -gen rows")
     parser.add_argument("--classes", type=int, nargs="*", default=None,
                         help="train on these digits only; the others are the heldout OOD set")
+    parser.add_argument("--spectral-norm", type=float, default=None,
+                        help="c: cap the body's spectral norms at c (model.net.spectral_norm)")
     parser.add_argument("--data-dir", default=str(ROOT / "data"))
     parser.add_argument("--table", action="store_true", help="only print the saved table")
     parser.add_argument("--results", type=Path, default=RESULTS)
@@ -178,7 +185,10 @@ def main() -> None:
     if not args.table:
         for row in args.rows:
             result = run_row(row, args)
-            results = [r for r in results if r["row"] != result["row"]] + [result]
+            key = ("row", "epochs", "seed", "limit_train")
+            results = [r for r in results
+                       if tuple(r.get(k) for k in key) != tuple(result[k] for k in key)]
+            results.append(result)
             args.results.write_text(json.dumps(results, indent=1) + "\n")
             print(f"[{row}] {json.dumps(result)}", flush=True)
     print(table(results))

@@ -3,6 +3,9 @@ feature, then a classifier head — a :class:`~mixtures.models.GaussianMixtureCl
 usual linear layer (:class:`LinearHead`, the baseline) — and optionally a post-hoc
 :class:`~mixtures.models.ClassDensity` of the feature for out-of-distribution scores.
 
+``spectral_norm=c`` bounds the spectral norm of every weight of the body by ``c`` (the
+feature-scale control of DDU, Mukhoti et al. 2021; :class:`SoftSpectralNorm`).
+
 ``ood_score(x)`` is higher for more anomalous inputs: ``−log p(z)`` of the fitted post-hoc
 density when there is one, else the head's ``−log_density`` (a mixture head's
 ``logsumexp_c log π_c p(z | c)``; for a linear head the "energy" ``logsumexp_c`` of the logits).
@@ -15,7 +18,41 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-__all__ = ["ConvNet", "LinearHead"]
+__all__ = ["ConvNet", "LinearHead", "SoftSpectralNorm"]
+
+
+class SoftSpectralNorm(nn.Module):
+    """Parametrisation ``W ↦ W / max(1, σ(W) / c)``: the weight's spectral norm capped at ``c``
+    (DDU's soft spectral normalisation; ``torch.nn.utils.parametrizations.spectral_norm``
+    always divides by σ, i.e. c = 1 with equality).
+
+    σ is estimated by power iteration on the weight reshaped to ``[out, in·k·k]`` (Miyato et al.
+    2018; for a convolution an approximation of its operator norm), one step per training
+    forward, vectors ``u`` ``[out]`` and ``v`` ``[in·k·k]`` kept in buffers (so a checkpoint
+    resumes the estimate); evaluation reuses them without a step.
+    """
+
+    def __init__(self, weight: Tensor, coeff: float, n_power_iterations: int = 1,
+                 eps: float = 1e-12) -> None:
+        super().__init__()
+        if not coeff > 0:
+            raise ValueError(f"spectral_norm={coeff} must be > 0 (or null for none).")
+        self.coeff, self.n_power_iterations, self.eps = float(coeff), n_power_iterations, eps
+        w = weight.detach().flatten(1)  # [out, in·k·k]
+        gen = torch.Generator(device="cpu").manual_seed(0)
+        u = torch.randn(w.shape[0], generator=gen, dtype=w.dtype).to(w.device)
+        self.register_buffer("u", nn.functional.normalize(u, dim=0, eps=eps))
+        self.register_buffer("v", nn.functional.normalize(w.t() @ self.u, dim=0, eps=eps))
+
+    def forward(self, weight: Tensor) -> Tensor:
+        w = weight.flatten(1)  # [out, in·k·k]
+        if self.training:
+            with torch.no_grad():
+                for _ in range(self.n_power_iterations):
+                    self.v.copy_(nn.functional.normalize(w.t() @ self.u, dim=0, eps=self.eps))
+                    self.u.copy_(nn.functional.normalize(w @ self.v, dim=0, eps=self.eps))
+        sigma = torch.dot(self.u, w @ self.v)  # [] differentiable in W (u, v held fixed)
+        return weight / torch.clamp(sigma / self.coeff, min=1.0)
 
 
 class LinearHead(nn.Module):
@@ -54,11 +91,14 @@ class ConvNet(nn.Module):
         dropout1, dropout2: dropout after the pooling and after the feature layer.
         density: optional post-hoc density of the feature (:class:`ClassDensity`), fitted
             after training by :meth:`fit_density`; it then gives :meth:`ood_score`.
+        spectral_norm: ``c`` > 0 caps the spectral norm of each convolution's and the feature
+            layer's weight at ``c`` (:class:`SoftSpectralNorm`); ``None``: unconstrained.
     """
 
     def __init__(self, head: nn.Module, in_channels: int = 1, image_size: int = 28,
                  feature_dim: int = 128, dropout1: float = 0.25,
-                 dropout2: float = 0.5, density: nn.Module | None = None) -> None:
+                 dropout2: float = 0.5, density: nn.Module | None = None,
+                 spectral_norm: float | None = None) -> None:
         super().__init__()
         self.in_channels, self.image_size = in_channels, image_size
         side = (image_size - 4) // 2
@@ -68,6 +108,11 @@ class ConvNet(nn.Module):
             nn.MaxPool2d(2), nn.Dropout(dropout1), nn.Flatten(),
             nn.Linear(64 * side * side, feature_dim), nn.ReLU(), nn.Dropout(dropout2),
         )
+        if spectral_norm is not None:
+            for layer in self.body:
+                if isinstance(layer, (nn.Conv2d, nn.Linear)):
+                    nn.utils.parametrize.register_parametrization(
+                        layer, "weight", SoftSpectralNorm(layer.weight, spectral_norm))
         self.head = head
         if density is not None and density.feature_dim != feature_dim:
             raise ValueError(f"model.net.density.feature_dim={density.feature_dim} must be the "

@@ -155,3 +155,55 @@ def test_the_net_uses_any_head_with_class_log_likelihood(images):
     assert z.shape == (B, 128)
     torch.testing.assert_close(out, z[:, :3].log_softmax(-1))
     torch.testing.assert_close(net.class_log_likelihood(images), -z[:, :3])
+
+
+def _reshaped_norms(net: ConvNet) -> list[tuple[float, float]]:
+    """(σ of the used weight, σ of the unconstrained one) per constrained body layer, each
+    weight reshaped to [out, in·k·k] (the oracle: ``torch.linalg.matrix_norm(ord=2)``)."""
+    return [(float(torch.linalg.matrix_norm(m.weight.flatten(1), 2)),
+             float(torch.linalg.matrix_norm(m.parametrizations.weight.original.flatten(1), 2)))
+            for m in net.body if isinstance(m, (nn.Conv2d, nn.Linear))]
+
+
+def test_spectral_norm_caps_each_body_weight_at_c(images):
+    torch.manual_seed(0)
+    net = ConvNet(LinearHead(128, C), spectral_norm=0.5).train()
+    for _ in range(40):  # power iteration: one step per training forward
+        net(images)
+    norms = _reshaped_norms(net)
+    assert len(norms) == 3  # both convolutions and the feature layer, not the head
+    for used, raw in norms:
+        assert raw > 0.6  # the initial weights exceed the cap ...
+        # ... and scaled down to it; power iteration under-estimates σ, so from above
+        assert 0.5 * (1 - 1e-5) <= used <= 0.5 * 1.01
+    assert not hasattr(net.head.linear, "parametrizations")
+
+
+def test_spectral_norm_leaves_weights_below_the_cap_and_trains(images):
+    torch.manual_seed(0)
+    plain = ConvNet(LinearHead(128, C)).eval()
+    torch.manual_seed(0)
+    capped = ConvNet(LinearHead(128, C), spectral_norm=100.0).eval()  # σ ≈ 0.6–1.5 < 100
+    torch.testing.assert_close(capped(images), plain(images))
+    capped.train()
+    nn.functional.nll_loss(capped(images), torch.arange(B) % C).backward()
+    for m in capped.body:
+        if isinstance(m, (nn.Conv2d, nn.Linear)):
+            assert float(m.parametrizations.weight.original.grad.abs().sum()) > 0
+
+
+def test_spectral_norm_state_survives_a_weights_only_round_trip(images, tmp_path):
+    torch.manual_seed(0)
+    net = ConvNet(LinearHead(128, C), spectral_norm=0.5).train()
+    for _ in range(3):
+        net(images)
+    torch.save(net.state_dict(), tmp_path / "net.pt")
+    other = ConvNet(LinearHead(128, C), spectral_norm=0.5)
+    other.load_state_dict(torch.load(tmp_path / "net.pt", weights_only=True))
+    torch.testing.assert_close(other.eval()(images), net.eval()(images))  # u, v kept
+
+
+@pytest.mark.parametrize("coeff", [0.0, -1.0])
+def test_spectral_norm_must_be_positive(coeff):
+    with pytest.raises(ValueError, match=r"spectral_norm=.* must be > 0"):
+        ConvNet(LinearHead(128, C), spectral_norm=coeff)
