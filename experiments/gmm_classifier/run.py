@@ -65,8 +65,8 @@ def config(row: str, args: argparse.Namespace, out: Path):
         "trainer.enable_progress_bar=false", f"seed={args.seed}", f"hydra.run.dir={out}",
         f"paths.log_dir={out}", "model.posthoc=true", "model.ood=false",
         f"data.limit_train={args.limit_train}", f"data.limit_eval={args.limit_eval}",
-    ] + ([f"model.net.spectral_norm={args.spectral_norm}"] if args.spectral_norm else []) \
-        + ([f"data.classes=[{','.join(map(str, args.classes))}]"] if args.classes else []) \
+        f"model.net.spectral_norm={args.spectral_norm or 'null'}",
+    ] + ([f"data.classes=[{','.join(map(str, args.classes))}]"] if args.classes else []) \
         + args.overrides
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
         cfg = compose("train", overrides=overrides, return_hydra_config=True)
@@ -175,7 +175,8 @@ def main() -> None:
     parser.add_argument("--classes", type=int, nargs="*", default=None,
                         help="train on these digits only; the others are the heldout OOD set")
     parser.add_argument("--spectral-norm", type=float, default=None,
-                        help="c: cap the body's spectral norms at c (model.net.spectral_norm)")
+                        help="c: cap the body's spectral norms at c (model.net.spectral_norm; "
+                        "model=gmm_classifier's default is 2; without the flag: none)")
     parser.add_argument("--data-dir", default=str(ROOT / "data"))
     parser.add_argument("--table", action="store_true", help="only print the saved table")
     parser.add_argument("--results", type=Path, default=RESULTS)
