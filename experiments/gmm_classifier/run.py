@@ -152,6 +152,8 @@ def table(results: list[dict]) -> str:
             training += f", SN c={r['spectral_norm']:g}"
         if r.get("classes"):
             training += " (0–5)"
+        if r.get("seed", 0) != 0:
+            training += f", seed {r['seed']}"
         for source in ("head", "posthoc"):
             label = ("energy" if head == "linear" else "head log p(z)") if source == "head" \
                 else "post-hoc EM"
