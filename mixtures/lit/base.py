@@ -19,6 +19,8 @@ checkpoint monitoring ``val/nll`` sees no new best on them, and
 
 from __future__ import annotations
 
+import atexit
+
 import lightning as L
 import torch
 from lightning.pytorch.trainer.states import TrainerFn
@@ -67,17 +69,37 @@ def global_batch_mean(module: L.LightningModule, values: Tensor) -> Tensor:
     return values.sum() * (world / total)
 
 
-def unshare_metric_states(module: torch.nn.Module) -> None:
-    """Give every torchmetrics state of ``module`` fresh storage of its own (call in ``setup``).
+def prepare_process(module: torch.nn.Module) -> None:
+    """Per-process set-up that every module's ``setup`` runs first (in each DDP worker too).
 
-    ``ddp_spawn`` passes the module to its worker processes through shared memory; Lightning
-    copies parameters and buffers out of it on CPU, but metric states are neither, so on CPU
-    every rank would add into the *same* tensors (sums ×world_size, e.g. ``test/bic``).
-    ``Metric.reset`` replaces each state by a clone of its default.
+    1. Every torchmetrics state of ``module`` gets fresh storage of its own. ``ddp_spawn``
+       passes the module to its worker processes through shared memory; Lightning copies
+       parameters and buffers out of it on CPU, but metric states are neither, so on CPU every
+       rank would add into the *same* tensors (sums ×world_size, e.g. ``test/bic``).
+       ``Metric.reset`` replaces each state by a clone of its default.
+    2. Under ``torch.distributed`` the process group is destroyed when the process exits.
+       Lightning does so for NCCL only; a gloo group left to the interpreter's shutdown aborted
+       a worker ("terminate called without an active exception", SIGABRT) when it exited
+       before its peer — 3 of 30 two-process gloo runs in plain torch, 0 of 40 with the group
+       destroyed at exit (``trainer=ddp_cpu``, and CI's ddp_spawn test).
     """
     for sub in module.modules():
         if isinstance(sub, Metric):
             sub.reset()
+    global _DESTROY_AT_EXIT
+    if not _DESTROY_AT_EXIT and torch.distributed.is_available() \
+            and torch.distributed.is_initialized():
+        atexit.register(_destroy_process_group)
+        _DESTROY_AT_EXIT = True
+
+
+#: whether this process has registered :func:`_destroy_process_group` at exit
+_DESTROY_AT_EXIT = False
+
+
+def _destroy_process_group() -> None:
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
 
 
 class MixtureModule(CheckpointLoading, L.LightningModule):
@@ -128,7 +150,7 @@ class MixtureModule(CheckpointLoading, L.LightningModule):
         check_data(self, dm)
         take_standardizers(self, dm)
         self.setup_scores(dm)
-        unshare_metric_states(self)
+        prepare_process(self)
         if stage == "fit" and not bool(self.model.initialized):
             self.initialize_model(self.checked_train_tensor())
 

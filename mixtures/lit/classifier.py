@@ -37,7 +37,7 @@ import torch
 from torch import Tensor, nn
 from torchmetrics import Metric
 
-from mixtures.lit.base import global_batch_mean, unshare_metric_states
+from mixtures.lit.base import global_batch_mean, prepare_process
 from mixtures.lit.ood import ScoreList, auroc_tensor
 from mixtures.lit.optim import optimizer_factory, optimizers_from_config
 from mixtures.lit.requirements import check_data
@@ -136,7 +136,7 @@ class ClassifierModule(CheckpointLoading, L.LightningModule):
         return {}
 
     def setup(self, stage: str) -> None:
-        unshare_metric_states(self)
+        prepare_process(self)
         check_data(self, self.trainer.datamodule if self._trainer is not None else None)
 
     def configure_optimizers(self) -> Any:

@@ -23,7 +23,7 @@ import torch
 from torch import Tensor
 
 from mixtures.data.standardize import Standardizer
-from mixtures.lit.base import global_batch_mean, take_standardizers, unshare_metric_states
+from mixtures.lit.base import global_batch_mean, prepare_process, take_standardizers
 from mixtures.lit.optim import optimizer_factory, optimizers_from_config
 from mixtures.lit.requirements import check_data
 from mixtures.lit.saving import CheckpointLoading, build_net
@@ -93,7 +93,7 @@ class MDNModule(CheckpointLoading, L.LightningModule):
     def setup(self, stage: str) -> None:
         """Check the data, take its standardisation, and on ``fit`` initialise the network from
         the training targets (a checkpoint overrides)."""
-        unshare_metric_states(self)
+        prepare_process(self)
         dm = self.trainer.datamodule if self._trainer is not None else None
         if dm is None:
             return
