@@ -6,6 +6,14 @@ usual linear layer (:class:`LinearHead`, the baseline) — and optionally a post
 ``spectral_norm=c`` bounds the spectral norm of every weight of the body by ``c`` (the
 feature-scale control of DDU, Mukhoti et al. 2021; :class:`SoftSpectralNorm`).
 
+``conv_means=True`` gives the post-hoc density more than the 128-unit feature: each
+convolution's per-channel mean activation (after its ReLU) is appended, ``[B, F + 32 + 64]``
+(:meth:`ConvNet.density_features`; the feature ensemble of Lee et al. 2018, as one Gaussian per
+class component over the concatenation). The last feature alone forgets how an input looks at
+the pixel level: shuffled and inverted digits land inside the digit classes' feature density
+(AUROC 0.94 at one seed of ``experiments/gmm_classifier``), while their convolution statistics
+are far from every digit's (AUROC 1.000 with the means; the classification is unchanged).
+
 ``ood_score(x)`` is higher for more anomalous inputs: ``−log p(z)`` of the fitted post-hoc
 density when there is one, else the head's ``−log_density`` (a mixture head's
 ``logsumexp_c log π_c p(z | c)``; for a linear head the "energy" ``logsumexp_c`` of the logits).
@@ -93,12 +101,15 @@ class ConvNet(nn.Module):
             after training by :meth:`fit_density`; it then gives :meth:`ood_score`.
         spectral_norm: ``c`` > 0 caps the spectral norm of each convolution's and the feature
             layer's weight at ``c`` (:class:`SoftSpectralNorm`); ``None``: unconstrained.
+        conv_means: the post-hoc density sees the feature and each convolution's per-channel
+            mean activation (``density.feature_dim`` = ``feature_dim`` + 96); ``False``: the
+            feature alone.
     """
 
     def __init__(self, head: nn.Module, in_channels: int = 1, image_size: int = 28,
                  feature_dim: int = 128, dropout1: float = 0.25,
                  dropout2: float = 0.5, density: nn.Module | None = None,
-                 spectral_norm: float | None = None) -> None:
+                 spectral_norm: float | None = None, conv_means: bool = False) -> None:
         super().__init__()
         self.in_channels, self.image_size = in_channels, image_size
         side = (image_size - 4) // 2
@@ -114,9 +125,17 @@ class ConvNet(nn.Module):
                     nn.utils.parametrize.register_parametrization(
                         layer, "weight", SoftSpectralNorm(layer.weight, spectral_norm))
         self.head = head
-        if density is not None and density.feature_dim != feature_dim:
-            raise ValueError(f"model.net.density.feature_dim={density.feature_dim} must be the "
-                             f"network's feature_dim={feature_dim}.")
+        self.conv_means = bool(conv_means)
+        #: width of :meth:`density_features`
+        self.density_dim = feature_dim + (sum(layer.out_channels for layer in self.body
+                                              if isinstance(layer, nn.Conv2d))
+                                          if self.conv_means else 0)
+        if density is not None and density.feature_dim != self.density_dim:
+            what = (f"the network's feature_dim={feature_dim} plus its convolutions' "
+                    f"{self.density_dim - feature_dim} channel means (conv_means=true)"
+                    if self.conv_means else f"the network's feature_dim={feature_dim}")
+            raise ValueError(f"model.net.density.feature_dim={density.feature_dim} must be "
+                             f"{self.density_dim}: {what}.")
         self.density = density
 
     def features(self, x: Tensor) -> Tensor:
@@ -124,6 +143,20 @@ class ConvNet(nn.Module):
         if x.dim() == 2:
             x = x.view(x.shape[0], self.in_channels, self.image_size, self.image_size)
         return self.body(x)
+
+    def density_features(self, x: Tensor) -> Tensor:
+        """What the post-hoc density models, ``[B, density_dim]``: the feature, followed with
+        ``conv_means`` by each convolution's per-channel mean activation after its ReLU."""
+        if not self.conv_means:
+            return self.features(x)
+        h = x.view(x.shape[0], self.in_channels, self.image_size, self.image_size) \
+            if x.dim() == 2 else x
+        means = []
+        for layer in self.body:
+            h = layer(h)
+            if isinstance(layer, nn.ReLU) and h.dim() == 4:
+                means.append(h.mean(dim=(2, 3)))  # [B, channels]
+        return torch.cat([h, *means], dim=1)
 
     def forward(self, x: Tensor) -> Tensor:
         """Class log-probabilities ``[B, C]``."""
@@ -138,14 +171,13 @@ class ConvNet(nn.Module):
         or ``auto`` (the post-hoc fit when fitted, else the head)."""
         if source not in ("auto", "head", "density"):
             raise ValueError(f"source={source!r}: choose auto, head or density.")
-        z = self.features(x)
         fitted = self.density is not None and self.density.is_fitted
         if source == "density" or (source == "auto" and fitted):
             if self.density is None:
                 raise ValueError("source='density' needs a post-hoc density: set "
                                  "model.net.density (see conf/model/gmm_classifier.yaml).")
-            return self.density.log_prob(z)
-        return self.head.log_density(z)
+            return self.density.log_prob(self.density_features(x))
+        return self.head.log_density(self.features(x))
 
     def ood_score(self, x: Tensor, source: str = "auto") -> Tensor:
         """Out-of-distribution score ``[B]``, higher for more anomalous inputs:
@@ -155,13 +187,14 @@ class ConvNet(nn.Module):
     @torch.no_grad()
     def fit_density(self, x: Tensor, y: Tensor, batch_size: int = 1000,
                     step: int = 0) -> dict[str, Tensor]:
-        """Fit the post-hoc density to the features of training images ``x`` with labels ``y``
-        (computed in evaluation mode, ``batch_size`` at a time; the mode is restored)."""
+        """Fit the post-hoc density to the :meth:`density_features` of training images ``x``
+        with labels ``y`` (computed in evaluation mode, ``batch_size`` at a time; the mode is
+        restored)."""
         if self.density is None:
             raise ValueError("fit_density needs model.net.density (a ClassDensity).")
         was_training = self.training
         self.eval()
-        z = torch.cat([self.features(x[i:i + batch_size])
+        z = torch.cat([self.density_features(x[i:i + batch_size])
                        for i in range(0, x.shape[0], batch_size)])
         self.train(was_training)
         return self.density.fit(z, y, step=step)

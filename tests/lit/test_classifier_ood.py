@@ -65,7 +65,7 @@ def test_posthoc_density_is_fitted_saved_and_scores(cfg_factory, mnist_dir):
     density = module.net.density
     assert density.is_fitted and int(density.fitted_step) == objects["trainer"].global_step
     x_tr, y_tr = dm.split("train")
-    z = module.net.eval().features(x_tr).detach()
+    z = module.net.eval().density_features(x_tr).detach()  # feature + conv channel means
     assert torch.allclose(density.log_class_prior.exp() * y_tr.numel(),
                           torch.bincount(y_tr, minlength=10).float())
     with torch.no_grad():

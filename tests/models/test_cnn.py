@@ -207,3 +207,30 @@ def test_spectral_norm_state_survives_a_weights_only_round_trip(images, tmp_path
 def test_spectral_norm_must_be_positive(coeff):
     with pytest.raises(ValueError, match=r"spectral_norm=.* must be > 0"):
         ConvNet(LinearHead(128, C), spectral_norm=coeff)
+
+
+def test_conv_means_append_each_convolutions_channel_means(images):
+    """``density_features`` = [the feature | conv 1's 32 and conv 2's 64 channel means after
+    their ReLUs], checked against forward hooks on the ReLUs; without ``conv_means`` it is the
+    feature itself; a density of the wrong width is refused with both widths named."""
+    from mixtures.models.class_density import ClassDensity  # noqa: PLC0415
+
+    torch.manual_seed(0)
+    net = ConvNet(LinearHead(128, C), conv_means=True,
+                  density=ClassDensity(C, 128 + 32 + 64)).eval()
+    seen = []
+    relus = [m for m in net.body[:4] if isinstance(m, nn.ReLU)]
+    hooks = [r.register_forward_hook(lambda m, i, o: seen.append(o.mean(dim=(2, 3))))
+             for r in relus]
+    with torch.no_grad():
+        feats = net.density_features(images)
+    for h in hooks:
+        h.remove()
+    assert net.density_dim == 224 and feats.shape == (B, 224)
+    torch.testing.assert_close(feats[:, :128], net.features(images))
+    torch.testing.assert_close(feats[:, 128:160], seen[0])
+    torch.testing.assert_close(feats[:, 160:], seen[1])
+    plain = ConvNet(LinearHead(128, C)).eval()
+    assert torch.equal(plain.density_features(images), plain.features(images))
+    with pytest.raises(ValueError, match=r"feature_dim=128 must be 224.*channel means"):
+        ConvNet(LinearHead(128, C), conv_means=True, density=ClassDensity(C, 128))
