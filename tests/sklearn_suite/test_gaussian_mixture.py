@@ -18,9 +18,9 @@ No assertion was changed.
 test                                                              status, and why
 ================================================================  ==========================
 test_check_weights                                                xfail (strict): WEIGHTS_MESSAGE
-test_gaussian_mixture_fit_best_params                             xfail (strict): FLOAT32
-test_bic_1d_1component                                            xfail (strict): FLOAT32
-test_monotonic_likelihood                                         xfail (strict): FLOAT32
+test_gaussian_mixture_fit_best_params                             xfail (loose): FLOAT32
+test_bic_1d_1component                                            xfail (loose): FLOAT32
+test_monotonic_likelihood                                         xfail (loose): FLOAT32
 test_gaussian_mixture_setting_best_params                         xfail (strict): ILL_DEFINED
 test_init                                                         xfail (strict): BATCHED_RESTARTS
 test_gaussian_mixture_precisions_init_diag[float32, float64]      xfail (strict): KMEANS_ORDER
@@ -39,7 +39,8 @@ test_gaussian_mixture_array_api_compliance[*],                    skipped: ARRAY
 test_gaussian_mixture_raises_where_array_api_not_implemented[*]
 ================================================================  ==========================
 
-The three FLOAT32 tests pass with a float64 engine (test_float32_xfails_pass_with_a_float64_engine).
+The three FLOAT32 tests pass with a float64 engine (test_float32_xfails_pass_with_a_float64_engine);
+their float32 marks are not strict, as float32 rounding decides them machine by machine.
 ``test_gaussian_mixture_n_parameters`` and ``test_gaussian_mixture_aic_bic`` call
 ``_n_parameters``, which ours has with scikit-learn's meaning, so they run unchanged.
 """
@@ -108,7 +109,10 @@ WEIGHTS_MESSAGE = (
 FLOAT32 = (
     "the engine computes in float32 by default (dtype=torch.float32), so scores agree with "
     "scikit-learn's to ~1e-7 relative, not to 7 decimals, and a reg_covar=0 EM step may lower "
-    "the score by float32 rounding; with dtype='float64' the test passes"
+    "the score by float32 rounding; with dtype='float64' the test passes "
+    "(test_float32_xfails_pass_with_a_float64_engine). Not strict: whether the float32 run "
+    "passes depends on the machine's kernels (test_gaussian_mixture_fit_best_params passed on "
+    "one 2-core machine and failed on CI's)"
 )
 ILL_DEFINED = (
     "reg_covar=0 with singleton components: scikit-learn's variances there are 3.6e-16, "
@@ -767,7 +771,7 @@ def test_gaussian_mixture_fit(global_dtype):
         assert g.precisions_.dtype == global_dtype
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=FLOAT32)
+@pytest.mark.xfail(strict=False, raises=AssertionError, reason=FLOAT32)
 def test_gaussian_mixture_fit_best_params():
     rng = np.random.RandomState(0)
     rand_data = RandomData(rng)
@@ -861,7 +865,7 @@ def test_gaussian_mixture_n_parameters():
         assert g._n_parameters() == n_params[cv_type]
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=FLOAT32)
+@pytest.mark.xfail(strict=False, raises=AssertionError, reason=FLOAT32)
 def test_bic_1d_1component():
     # Test all of the covariance_types return the same BIC score for
     # 1-dimensional, 1 component fits.
@@ -1109,7 +1113,7 @@ def test_score_samples():
     assert gmm_score_samples.shape[0] == rand_data.n_samples
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=FLOAT32)
+@pytest.mark.xfail(strict=False, raises=AssertionError, reason=FLOAT32)
 def test_monotonic_likelihood():
     # We check that each step of the EM without regularization improve
     # monotonically the training set likelihood
