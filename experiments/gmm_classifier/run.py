@@ -3,6 +3,8 @@
     python experiments/gmm_classifier/run.py                          # the whole table
     python experiments/gmm_classifier/run.py --rows linear diag-1 diag-1-gen   # some rows
     python experiments/gmm_classifier/run.py --rows diag-1 --classes 0 1 2 3 4 5  # open set
+    python experiments/gmm_classifier/run.py --rows full-1-gen --shift 2 --epochs 10  # augmented
+    python experiments/gmm_classifier/run.py --reevaluate --rows full-1-gen --epochs 10  # variants
     python experiments/gmm_classifier/run.py --table                  # the table from results
 
 Every row trains ``train.py``'s config (``data=mnist``, Adam lr 1e-3 with StepLR γ = 0.7 per
@@ -21,6 +23,11 @@ with ``--classes``, the test digits of the other classes (``heldout``). The scor
 ``ood_score = −log p(z)`` (higher: more anomalous): of the head (a mixture head's
 ``logsumexp_c log π_c p(z | c)``, the linear head's energy ``logsumexp_c`` of its logits) or
 of the post-hoc density. AUROC is for telling the OOD set from the test digits.
+Each trained network also gets six post-hoc densities fitted afresh (``posthoc_variants``): of
+the feature alone or with the convolutions' channel means (``conv_means``), G = 1, 4, 8 per
+class, each with the validation digits' mean log-likelihood; ``--reevaluate`` recomputes them
+for saved rows whose checkpoint still exists, without retraining. ``--shift`` trains on digits
+shifted by up to that many pixels (``data.shift``; the script's default is 0, ``data=mnist``'s 2).
 Results are appended to ``results.json`` next to this file after every row.
 """
 
@@ -44,7 +51,10 @@ from hydra.core.global_hydra import GlobalHydra  # noqa: E402
 from hydra.core.hydra_config import HydraConfig  # noqa: E402
 from omegaconf import open_dict  # noqa: E402
 
+from mixtures.data import MNISTDataModule  # noqa: E402
+from mixtures.lit import ClassifierModule  # noqa: E402
 from mixtures.metrics import auroc  # noqa: E402
+from mixtures.models.class_density import ClassDensity  # noqa: E402
 from mixtures.train import train  # noqa: E402
 
 ROWS = {
@@ -65,7 +75,7 @@ def config(row: str, args: argparse.Namespace, out: Path):
         "trainer.enable_progress_bar=false", f"seed={args.seed}", f"hydra.run.dir={out}",
         f"paths.log_dir={out}", "model.posthoc=true", "model.ood=false",
         f"data.limit_train={args.limit_train}", f"data.limit_eval={args.limit_eval}",
-        f"model.net.spectral_norm={args.spectral_norm or 'null'}",
+        f"model.net.spectral_norm={args.spectral_norm or 'null'}", f"data.shift={args.shift}",
     ] + ([f"data.classes=[{','.join(map(str, args.classes))}]"] if args.classes else []) \
         + args.overrides
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
@@ -78,20 +88,16 @@ def config(row: str, args: argparse.Namespace, out: Path):
 
 @torch.no_grad()
 def source_scores(net, x: torch.Tensor, batch: int = 1000) -> dict[str, torch.Tensor]:
-    """``ood_score`` ``[N]`` of the head and of the post-hoc density, one feature pass."""
+    """``ood_score`` ``[N]`` of the head and of the post-hoc density."""
     net.eval()
-    head, dens = [], []
-    for i in range(0, x.shape[0], batch):
-        z = net.features(x[i:i + batch])
-        head.append(-net.head.log_density(z))
-        dens.append(-net.density.log_prob(z))
-    return {"head": torch.cat(head), "posthoc": torch.cat(dens)}
+    return {source: torch.cat([net.ood_score(x[i:i + batch], source=key)
+                               for i in range(0, x.shape[0], batch)])
+            for source, key in (("head", "head"), ("posthoc", "density"))}
 
 
-def evaluate_ood(module, dm, seed: int) -> dict[str, dict[str, float]]:
-    """``{source: {auroc_<set>: value}}`` for both scores and every OOD set."""
+def ood_inputs(dm, seed: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """The test digits and every OOD set made from them (``heldout`` with ``--classes``)."""
     x = dm.split("test")[0].cpu()
-    net = module.net.cpu()
     gen = torch.Generator().manual_seed(seed)
     sets: dict[str, list[torch.Tensor]] = {}
     for i in range(0, x.shape[0], 1000):
@@ -100,6 +106,13 @@ def evaluate_ood(module, dm, seed: int) -> dict[str, dict[str, float]]:
     ood = {name: torch.cat(v) for name, v in sets.items()}
     if "heldout" in dm.splits:
         ood["heldout"] = dm.split("heldout")[0].cpu()
+    return x, ood
+
+
+def evaluate_ood(module, dm, seed: int) -> dict[str, dict[str, float]]:
+    """``{source: {auroc_<set>: value}}`` for both scores and every OOD set."""
+    x, ood = ood_inputs(dm, seed)
+    net = module.net.cpu()
     s_in = source_scores(net, x)
     out: dict[str, dict[str, float]] = {"head": {}, "posthoc": {}}
     for name, v in ood.items():
@@ -109,10 +122,41 @@ def evaluate_ood(module, dm, seed: int) -> dict[str, dict[str, float]]:
     return out
 
 
+@torch.no_grad()
+def posthoc_variants(module, dm, seed: int, components=(1, 4, 8)) -> dict[str, dict]:
+    """Post-hoc densities fitted afresh to the trained network's training features: of the
+    feature alone or with the convolutions' channel means (``conv_means``), G components per
+    class, the row's covariance type and ``reg_covar``: AUROCs and the validation digits' mean
+    log-likelihood (the criterion that needs no OOD data)."""
+    net = module.net.cpu().eval()
+    x_in, ood = ood_inputs(dm, seed)
+    (x_tr, y_tr), (x_val, _) = dm.split("train"), dm.split("val")
+    keep, out = net.conv_means, {}
+    for means in (False, True):
+        net.conv_means = means
+
+        def feats(x):
+            return torch.cat([net.density_features(x[i:i + 1000])
+                              for i in range(0, x.shape[0], 1000)])
+
+        z_tr, z_val, z_in = feats(x_tr.cpu()), feats(x_val.cpu()), feats(x_in)
+        z_ood = {name: feats(v) for name, v in ood.items()}
+        for g in components:
+            dens = ClassDensity(net.density.num_classes, z_tr.shape[1], g, net.density.cov,
+                                reg_covar=net.density.reg_covar, seed=seed)
+            dens.fit(z_tr, y_tr.cpu())
+            s_in = -dens.log_prob(z_in)
+            out[f"{'feature+conv means' if means else 'feature'}, G={g}"] = {
+                "val_ll": float(dens.log_prob(z_val).mean()),
+                **{f"auroc_{n}": auroc(-dens.log_prob(z), s_in) for n, z in z_ood.items()}}
+    net.conv_means = keep
+    return out
+
+
 def run_row(row: str, args: argparse.Namespace) -> dict:
     tag = row + (f"-lam{args.gen_weight:g}" if row.endswith("-gen") and args.gen_weight != 0.01
                  else "") + (f"-sn{args.spectral_norm:g}" if args.spectral_norm else "") \
-        + ("-open" if args.classes else "")
+        + (f"-shift{args.shift}" if args.shift else "") + ("-open" if args.classes else "")
     out = Path(tempfile.mkdtemp(prefix=f"gmmcls_{tag}_"))
     cfg = config(row, args, out)
     start = time.perf_counter()
@@ -122,7 +166,7 @@ def run_row(row: str, args: argparse.Namespace) -> dict:
     result = {"row": tag, "epochs": args.epochs, "seed": args.seed,
               "limit_train": args.limit_train, "limit_eval": args.limit_eval,
               "gen_weight": args.gen_weight if row.endswith("-gen") else 0.0,
-              "classes": args.classes, "spectral_norm": args.spectral_norm,
+              "classes": args.classes, "spectral_norm": args.spectral_norm, "shift": args.shift,
               "seconds": round(seconds, 1),
               "test/acc": metrics["test/acc"], "test/nll": metrics["test/nll"],
               "test/ece": metrics["test/ece"], "val/acc": metrics["val/acc"],
@@ -133,7 +177,19 @@ def run_row(row: str, args: argparse.Namespace) -> dict:
         result["usage"] = usage.tolist()
         result["mixing_weights"] = module.net.head.log_mixing_weights.exp().tolist()
     result["posthoc_weights"] = module.net.density.log_weights.exp().tolist()
+    result["posthoc_variants"] = posthoc_variants(module, dm, args.seed)
     return result
+
+
+def reevaluate(result: dict, args: argparse.Namespace) -> dict:
+    """Recompute the post-hoc variants of a row from its saved last checkpoint (no retraining:
+    they only read the trained network)."""
+    ckpt = Path(result["log_dir"]) / "checkpoints" / "last.ckpt"
+    module = ClassifierModule.load_from_checkpoint(ckpt, map_location="cpu")
+    dm = MNISTDataModule(data_dir=args.data_dir, limit_train=result["limit_train"],
+                         limit_eval=result["limit_eval"], classes=result.get("classes"))
+    dm.setup("fit")
+    return {**result, "posthoc_variants": posthoc_variants(module, dm, result["seed"])}
 
 
 SETS = ("noise", "shuffled", "inverted", "rotated", "heldout")
@@ -144,12 +200,14 @@ def table(results: list[dict]) -> str:
              + " | ".join(f"AUROC {s}" for s in SETS) + " | train digits × epochs | time (s) |",
              "|" + "---|" * (10 + len(SETS))]
     for r in results:
-        name = r["row"].removesuffix("-open").split("-sn")[0]
+        name = r["row"].removesuffix("-open").split("-sn")[0].split("-shift")[0]
         head, cov, g = ("linear", "full*", "1*") if name.startswith("linear") else \
             ("GMM", *name.split("-")[:2])
         training = f"gen λ={r['gen_weight']:g}" if r["gen_weight"] else "labels"
         if r.get("spectral_norm"):
             training += f", SN c={r['spectral_norm']:g}"
+        if r.get("shift"):
+            training += f", shifts ±{r['shift']}"
         if r.get("classes"):
             training += " (0–5)"
         if r.get("seed", 0) != 0:
@@ -163,6 +221,14 @@ def table(results: list[dict]) -> str:
                 f"| {head} | {cov} | {g} | {training} | {label} | {100 * r['test/acc']:.2f} | "
                 f"{r['test/nll']:.4f} | {100 * r['test/ece']:.2f} | {aurocs} | "
                 f"{r['limit_train']} × {r['epochs']} | {r['seconds']:.0f} |")
+        for variant, v in r.get("posthoc_variants", {}).items():
+            aurocs = " | ".join(f"{v[f'auroc_{s}']:.4f}" if f"auroc_{s}" in v else "—"
+                                for s in SETS)
+            lines.append(
+                f"| {head} | {cov} | {g} | {training} | post-hoc EM: {variant} (val LL "
+                f"{v['val_ll']:.1f}) | {100 * r['test/acc']:.2f} | {r['test/nll']:.4f} | "
+                f"{100 * r['test/ece']:.2f} | {aurocs} | {r['limit_train']} × {r['epochs']} | "
+                f"{r['seconds']:.0f} |")
     return "\n".join(lines)
 
 
@@ -179,13 +245,27 @@ def main() -> None:
     parser.add_argument("--spectral-norm", type=float, default=None,
                         help="c: cap the body's spectral norms at c (model.net.spectral_norm; "
                         "model=gmm_classifier's default is 2; without the flag: none)")
+    parser.add_argument("--shift", type=int, default=0,
+                        help="augmentation: shift each training digit by up to this many pixels "
+                        "(data.shift)")
     parser.add_argument("--data-dir", default=str(ROOT / "data"))
     parser.add_argument("--table", action="store_true", help="only print the saved table")
+    parser.add_argument("--reevaluate", action="store_true",
+                        help="recompute the post-hoc variants of the saved rows that match "
+                        "--rows, --epochs, --seed and still have their checkpoint")
     parser.add_argument("--results", type=Path, default=RESULTS)
     parser.add_argument("overrides", nargs="*", help="extra Hydra overrides for every row")
     args = parser.parse_args()
     results = json.loads(args.results.read_text()) if args.results.exists() else []
-    if not args.table:
+    if args.reevaluate:
+        for i, r in enumerate(results):
+            if r["epochs"] == args.epochs and r["seed"] == args.seed \
+                    and r["row"].split("-sn")[0] in args.rows \
+                    and (Path(r["log_dir"]) / "checkpoints" / "last.ckpt").exists():
+                results[i] = reevaluate(r, args)
+                args.results.write_text(json.dumps(results, indent=1) + "\n")
+                print(f"[{r['row']}] {json.dumps(results[i]['posthoc_variants'])}", flush=True)
+    elif not args.table:
         for row in args.rows:
             result = run_row(row, args)
             key = ("row", "epochs", "seed", "limit_train")
