@@ -138,20 +138,22 @@ class ConvNet(nn.Module):
                              f"{self.density_dim}: {what}.")
         self.density = density
 
+    def _images(self, x: Tensor) -> Tensor:
+        """Flattened images ``[B, H·W]`` as ``[B, channels, H, W]`` (4-d input unchanged)."""
+        if x.dim() == 2:
+            return x.view(x.shape[0], self.in_channels, self.image_size, self.image_size)
+        return x
+
     def features(self, x: Tensor) -> Tensor:
         """The 128-unit feature ``[B, F]`` of images, flattened ``[B, H·W]`` or ``[B, 1, H, W]``."""
-        if x.dim() == 2:
-            x = x.view(x.shape[0], self.in_channels, self.image_size, self.image_size)
-        return self.body(x)
+        return self.body(self._images(x))
 
     def density_features(self, x: Tensor) -> Tensor:
         """What the post-hoc density models, ``[B, density_dim]``: the feature, followed with
         ``conv_means`` by each convolution's per-channel mean activation after its ReLU."""
         if not self.conv_means:
             return self.features(x)
-        h = x.view(x.shape[0], self.in_channels, self.image_size, self.image_size) \
-            if x.dim() == 2 else x
-        means = []
+        h, means = self._images(x), []
         for layer in self.body:
             h = layer(h)
             if isinstance(layer, nn.ReLU) and h.dim() == 4:
