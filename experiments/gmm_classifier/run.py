@@ -25,9 +25,12 @@ with ``--classes``, the test digits of the other classes (``heldout``). The scor
 of the post-hoc density. AUROC is for telling the OOD set from the test digits.
 Each trained network also gets six post-hoc densities fitted afresh (``posthoc_variants``): of
 the feature alone or with the convolutions' channel means (``conv_means``), G = 1, 4, 8 per
-class, each with the validation digits' mean log-likelihood; ``--reevaluate`` recomputes them
-for saved rows whose checkpoint still exists, without retraining. ``--shift`` trains on digits
-shifted by up to that many pixels (``data.shift``; the script's default is 0, ``data=mnist``'s 2).
+class, each with the validation digits' mean log-likelihood, and each combined with the
+classifier's confidence (``+ confidence``, as ``model.net.combine_confidence``);
+``--reevaluate`` recomputes them (or those ``--components`` and ``--means`` select, merged
+into the saved ones) for saved rows whose checkpoint still exists, without retraining.
+``--shift`` trains on digits shifted by up to that many pixels (``data.shift``; the script's
+default is 0, ``data=mnist``'s 2).
 Results are appended to ``results.json`` next to this file after every row.
 """
 
@@ -55,6 +58,7 @@ from mixtures.data import MNISTDataModule  # noqa: E402
 from mixtures.lit import ClassifierModule  # noqa: E402
 from mixtures.metrics import auroc  # noqa: E402
 from mixtures.models.class_density import ClassDensity  # noqa: E402
+from mixtures.models.score_calibration import TailCalibration  # noqa: E402
 from mixtures.train import train  # noqa: E402
 
 ROWS = {
@@ -88,11 +92,15 @@ def config(row: str, args: argparse.Namespace, out: Path):
 
 @torch.no_grad()
 def source_scores(net, x: torch.Tensor, batch: int = 1000) -> dict[str, torch.Tensor]:
-    """``ood_score`` ``[N]`` of the head and of the post-hoc density."""
+    """``ood_score`` ``[N]`` of the head, of the post-hoc density and (``combine_confidence``)
+    of the density combined with the confidence."""
     net.eval()
+    sources = [("head", "head"), ("posthoc", "density")]
+    if getattr(net, "calibration", None) is not None and net.calibration.is_fitted:
+        sources.append(("combined", "combined"))
     return {source: torch.cat([net.ood_score(x[i:i + batch], source=key)
                                for i in range(0, x.shape[0], batch)])
-            for source, key in (("head", "head"), ("posthoc", "density"))}
+            for source, key in sources}
 
 
 def ood_inputs(dm, seed: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -114,7 +122,7 @@ def evaluate_ood(module, dm, seed: int) -> dict[str, dict[str, float]]:
     x, ood = ood_inputs(dm, seed)
     net = module.net.cpu()
     s_in = source_scores(net, x)
-    out: dict[str, dict[str, float]] = {"head": {}, "posthoc": {}}
+    out: dict[str, dict[str, float]] = {source: {} for source in s_in}
     for name, v in ood.items():
         s_out = source_scores(net, v)
         for source in out:
@@ -123,16 +131,26 @@ def evaluate_ood(module, dm, seed: int) -> dict[str, dict[str, float]]:
 
 
 @torch.no_grad()
-def posthoc_variants(module, dm, seed: int, components=(1, 4, 8)) -> dict[str, dict]:
+def posthoc_variants(module, dm, seed: int, components=(1, 4, 8),
+                     means_options=(False, True)) -> dict[str, dict]:
     """Post-hoc densities fitted afresh to the trained network's training features: of the
     feature alone or with the convolutions' channel means (``conv_means``), G components per
     class, the row's covariance type and ``reg_covar``: AUROCs and the validation digits' mean
-    log-likelihood (the criterion that needs no OOD data)."""
+    log-likelihood (the criterion that needs no OOD data). Each is also combined with the
+    classifier's confidence (``"<variant> + confidence"``: Fisher's rule on the two scores' tail
+    probabilities among the validation digits, as ``model.net.combine_confidence``)."""
     net = module.net.cpu().eval()
     x_in, ood = ood_inputs(dm, seed)
     (x_tr, y_tr), (x_val, _) = dm.split("train"), dm.split("val")
+
+    def confidence(x):
+        return torch.cat([net.confidence_score(x[i:i + 1000])
+                          for i in range(0, x.shape[0], 1000)])
+
+    c_val, c_in = confidence(x_val.cpu()), confidence(x_in)
+    c_ood = {name: confidence(v) for name, v in ood.items()}
     keep, out = net.conv_means, {}
-    for means in (False, True):
+    for means in means_options:
         net.conv_means = means
 
         def feats(x):
@@ -146,9 +164,17 @@ def posthoc_variants(module, dm, seed: int, components=(1, 4, 8)) -> dict[str, d
                                 reg_covar=net.density.reg_covar, seed=seed)
             dens.fit(z_tr, y_tr.cpu())
             s_in = -dens.log_prob(z_in)
-            out[f"{'feature+conv means' if means else 'feature'}, G={g}"] = {
-                "val_ll": float(dens.log_prob(z_val).mean()),
+            name = f"{'feature+conv means' if means else 'feature'}, G={g}"
+            val_ll = dens.log_prob(z_val)
+            out[name] = {
+                "val_ll": float(val_ll.mean()),
                 **{f"auroc_{n}": auroc(-dens.log_prob(z), s_in) for n, z in z_ood.items()}}
+            cal = TailCalibration(2)
+            cal.fit(torch.stack([-val_ll, c_val], 1))
+            comb_in = cal.combined(torch.stack([s_in, c_in], 1))
+            out[f"{name} + confidence"] = {"val_ll": out[name]["val_ll"], **{
+                f"auroc_{n}": auroc(cal.combined(torch.stack([-dens.log_prob(z), c_ood[n]], 1)),
+                                    comb_in) for n, z in z_ood.items()}}
     net.conv_means = keep
     return out
 
@@ -189,7 +215,9 @@ def reevaluate(result: dict, args: argparse.Namespace) -> dict:
     dm = MNISTDataModule(data_dir=args.data_dir, limit_train=result["limit_train"],
                          limit_eval=result["limit_eval"], classes=result.get("classes"))
     dm.setup("fit")
-    return {**result, "posthoc_variants": posthoc_variants(module, dm, result["seed"])}
+    variants = posthoc_variants(module, dm, result["seed"], components=args.components,
+                                means_options=[bool(m) for m in args.means])
+    return {**result, "posthoc_variants": {**result.get("posthoc_variants", {}), **variants}}
 
 
 SETS = ("noise", "shuffled", "inverted", "rotated", "heldout")
@@ -212,9 +240,11 @@ def table(results: list[dict]) -> str:
             training += " (0–5)"
         if r.get("seed", 0) != 0:
             training += f", seed {r['seed']}"
-        for source in ("head", "posthoc"):
+        for source in ("head", "posthoc", "combined"):
+            if source not in r:
+                continue
             label = ("energy" if head == "linear" else "head log p(z)") if source == "head" \
-                else "post-hoc EM"
+                else "post-hoc EM" if source == "posthoc" else "post-hoc EM + confidence"
             aurocs = " | ".join(f"{r[source][f'auroc_{s}']:.4f}" if f"auroc_{s}" in r[source]
                                 else "—" for s in SETS)
             lines.append(
@@ -253,6 +283,10 @@ def main() -> None:
     parser.add_argument("--reevaluate", action="store_true",
                         help="recompute the post-hoc variants of the saved rows that match "
                         "--rows, --epochs, --seed and still have their checkpoint")
+    parser.add_argument("--components", type=int, nargs="+", default=[1, 4, 8],
+                        help="--reevaluate: the post-hoc variants' G per class")
+    parser.add_argument("--means", type=int, nargs="+", default=[0, 1], choices=[0, 1],
+                        help="--reevaluate: variants without (0) / with (1) the conv means")
     parser.add_argument("--results", type=Path, default=RESULTS)
     parser.add_argument("overrides", nargs="*", help="extra Hydra overrides for every row")
     args = parser.parse_args()

@@ -16,7 +16,9 @@ A density of the features, for out-of-distribution (OOD) detection:
 - ``posthoc=true`` (a network with a ``density``, :class:`~mixtures.models.ClassDensity`)
   fits it by EM to the training features after the last training epoch (before its
   validation, so the last checkpoint holds it; again at the end of fitting if training
-  stopped elsewhere, re-saving the last checkpoint).
+  stopped elsewhere, re-saving the last checkpoint); with ``net.combine_confidence`` the
+  network's :class:`~mixtures.models.score_calibration.TailCalibration` is then fitted to the
+  validation digits' density and confidence scores (``ood_score`` combines the two).
 
 :meth:`ClassifierModule.ood_score` is higher for more anomalous inputs. The test loop scores
 the test digits and every OOD set the DataModule makes (``ood_sets``: noise, shuffled,
@@ -179,8 +181,14 @@ class ClassifierModule(CheckpointLoading, L.LightningModule):
 
     # -- the post-hoc density -------------------------------------------------------------------
     def _fit_density(self) -> None:
-        x, y = self.trainer.datamodule.split("train")
+        dm = self.trainer.datamodule
+        x, y = dm.split("train")
         self.net.fit_density(x, y, step=self.global_step)
+        if getattr(self.net, "calibration", None) is not None:
+            # the combination's tail probabilities: digits not trained on (validation), or the
+            # training digits when there is no validation split
+            x_val = dm.split("val")[0] if "val" in getattr(dm, "splits", {}) else x
+            self.net.calibrate(x_val if x_val.shape[0] >= 10 else x)
 
     def on_validation_epoch_start(self) -> None:
         """Fit the post-hoc density before the last training epoch's validation."""

@@ -17,6 +17,11 @@ are far from every digit's (AUROC 1.000 with the means; the classification is un
 ``ood_score(x)`` is higher for more anomalous inputs: ``−log p(z)`` of the fitted post-hoc
 density when there is one, else the head's ``−log_density`` (a mixture head's
 ``logsumexp_c log π_c p(z | c)``; for a linear head the "energy" ``logsumexp_c`` of the logits).
+With ``combine_confidence=True`` it combines the density's score with the classifier's
+confidence ``−max_c log p(c | x)`` (Fisher's rule on their tail probabilities among validation
+digits, :class:`~mixtures.models.score_calibration.TailCalibration`): the density alone ranks
+digits of classes never trained on (the open-set protocol) barely above the known ones, where
+the classifier is unsure of them.
 
 Letters: B batch, C classes, F = 128 features.
 """
@@ -25,6 +30,8 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor, nn
+
+from mixtures.models.score_calibration import TailCalibration
 
 __all__ = ["ConvNet", "LinearHead", "SoftSpectralNorm"]
 
@@ -104,12 +111,19 @@ class ConvNet(nn.Module):
         conv_means: the post-hoc density sees the feature and each convolution's per-channel
             mean activation (``density.feature_dim`` = ``feature_dim`` + 96); ``False``: the
             feature alone.
+        combine_confidence: with a post-hoc density, :meth:`ood_score` combines the density's
+            ``−log p(z)`` with the classifier's confidence ``−max_c log p(c | x)`` by Fisher's
+            rule on their tail probabilities among validation digits
+            (:class:`~mixtures.models.score_calibration.TailCalibration`, fitted by
+            :meth:`calibrate`): the density sees inputs unlike digits, the confidence digits of
+            unseen classes. ``False``: the density alone.
     """
 
     def __init__(self, head: nn.Module, in_channels: int = 1, image_size: int = 28,
                  feature_dim: int = 128, dropout1: float = 0.25,
                  dropout2: float = 0.5, density: nn.Module | None = None,
-                 spectral_norm: float | None = None, conv_means: bool = False) -> None:
+                 spectral_norm: float | None = None, conv_means: bool = False,
+                 combine_confidence: bool = False) -> None:
         super().__init__()
         self.in_channels, self.image_size = in_channels, image_size
         side = (image_size - 4) // 2
@@ -137,6 +151,12 @@ class ConvNet(nn.Module):
             raise ValueError(f"model.net.density.feature_dim={density.feature_dim} must be "
                              f"{self.density_dim}: {what}.")
         self.density = density
+        if combine_confidence and density is None:
+            raise ValueError("model.net.combine_confidence=true combines the post-hoc density "
+                             "with the confidence: set model.net.density too, or "
+                             "model.net.combine_confidence=false.")
+        #: tail probabilities of [density score, confidence score] among validation digits
+        self.calibration = TailCalibration(2) if combine_confidence else None
 
     def _images(self, x: Tensor) -> Tensor:
         """Flattened images ``[B, H·W]`` as ``[B, channels, H, W]`` (4-d input unchanged)."""
@@ -172,7 +192,8 @@ class ConvNet(nn.Module):
         """``log p(z)`` ``[B]`` of images: ``source`` ``density`` (the post-hoc fit), ``head``
         or ``auto`` (the post-hoc fit when fitted, else the head)."""
         if source not in ("auto", "head", "density"):
-            raise ValueError(f"source={source!r}: choose auto, head or density.")
+            raise ValueError(f"source={source!r}: choose auto, head or density "
+                             "(ood_score also takes combined).")
         fitted = self.density is not None and self.density.is_fitted
         if source == "density" or (source == "auto" and fitted):
             if self.density is None:
@@ -181,10 +202,47 @@ class ConvNet(nn.Module):
             return self.density.log_prob(self.density_features(x))
         return self.head.log_density(self.features(x))
 
+    def confidence_score(self, x: Tensor) -> Tensor:
+        """``−max_c log p(c | x)`` ``[B]``: high where the classifier is unsure."""
+        return -self(x).amax(dim=1)
+
     def ood_score(self, x: Tensor, source: str = "auto") -> Tensor:
-        """Out-of-distribution score ``[B]``, higher for more anomalous inputs:
-        ``−log_density(x, source)``."""
+        """Out-of-distribution score ``[B]``, higher for more anomalous inputs. ``source``:
+        ``head`` or ``density``: ``−log_density(x, source)``; ``combined``: Fisher's
+        ``−log P(S_d ≥ s_d) − log P(S_c ≥ s_c)`` of the density score and
+        :meth:`confidence_score` among the calibration digits (``combine_confidence``);
+        ``auto``: ``combined`` when calibrated, else ``density`` when fitted, else ``head``."""
+        calibrated = self.calibration is not None and self.calibration.is_fitted
+        if source == "combined" or (source == "auto" and calibrated):
+            if not calibrated:
+                raise ValueError("source='combined' needs a calibrated combination: set "
+                                 "model.net.combine_confidence=true and fit the density "
+                                 "(model.posthoc=true), or call calibrate(x).")
+            return self.calibration.combined(self._score_pair(x))
         return -self.log_density(x, source)
+
+    def _score_pair(self, x: Tensor) -> Tensor:
+        """``[B, 2]``: the post-hoc density's ``−log p(z)`` and :meth:`confidence_score`."""
+        return torch.stack([-self.log_density(x, "density"), self.confidence_score(x)], dim=1)
+
+    @torch.no_grad()
+    def calibrate(self, x: Tensor, batch_size: int = 1000) -> None:
+        """Fit the combination's tail probabilities to in-distribution images ``x`` not used
+        for training (validation digits), in evaluation mode (the mode is restored)."""
+        if self.calibration is None:
+            raise ValueError("calibrate needs model.net.combine_confidence=true.")
+        self.calibration.fit(self._in_eval_mode(self._score_pair, x, batch_size))
+
+    @torch.no_grad()
+    def _in_eval_mode(self, fn, x: Tensor, batch_size: int) -> Tensor:
+        """``fn`` of ``x`` in evaluation mode, ``batch_size`` rows at a time, concatenated
+        (the mode is restored)."""
+        was_training = self.training
+        self.eval()
+        try:
+            return torch.cat([fn(x[i:i + batch_size]) for i in range(0, x.shape[0], batch_size)])
+        finally:
+            self.train(was_training)
 
     @torch.no_grad()
     def fit_density(self, x: Tensor, y: Tensor, batch_size: int = 1000,
@@ -194,9 +252,5 @@ class ConvNet(nn.Module):
         restored)."""
         if self.density is None:
             raise ValueError("fit_density needs model.net.density (a ClassDensity).")
-        was_training = self.training
-        self.eval()
-        z = torch.cat([self.density_features(x[i:i + batch_size])
-                       for i in range(0, x.shape[0], batch_size)])
-        self.train(was_training)
+        z = self._in_eval_mode(self.density_features, x, batch_size)
         return self.density.fit(z, y, step=step)

@@ -68,13 +68,24 @@ def test_posthoc_density_is_fitted_saved_and_scores(cfg_factory, mnist_dir):
     z = module.net.eval().density_features(x_tr).detach()  # feature + conv channel means
     assert torch.allclose(density.log_class_prior.exp() * y_tr.numel(),
                           torch.bincount(y_tr, minlength=10).float())
+    net = module.net
     with torch.no_grad():
-        assert torch.allclose(module.ood_score(x_tr[:30]), -density.log_prob(z[:30]))
+        assert torch.allclose(net.ood_score(x_tr[:30], source="density"),
+                              -density.log_prob(z[:30]))
+        # the default score combines it with the confidence, calibrated on the validation
+        # digits: their combined scores' tail probabilities are uniform (Fisher's statistic
+        # of two independent uniforms has mean 2)
+        pair = torch.stack([-density.log_prob(z[:30]), -net(x_tr[:30]).amax(1)], 1)
+        assert torch.allclose(module.ood_score(x_tr[:30]), net.calibration.combined(pair))
+        x_val = dm.split("val")[0]
+        tails = net.calibration.log_tail(net._score_pair(x_val)).exp()
+        assert tails.mean(0).sub(0.5).abs().max() < 0.02
     ckpt = Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt"
     state = torch.load(ckpt, weights_only=True)["state_dict"]
     assert torch.equal(state["net.density.means"], density.means)
+    assert torch.equal(state["net.calibration.quantiles"], net.calibration.quantiles)
     loaded = ClassifierModule.load_from_checkpoint(ckpt).eval()
-    assert loaded.net.density.is_fitted
+    assert loaded.net.density.is_fitted and loaded.net.calibration.is_fitted
     x_test = dm.split("test")[0]
     with torch.no_grad():
         assert torch.allclose(loaded.ood_score(x_test), module.ood_score(x_test), atol=1e-5)
@@ -118,7 +129,12 @@ def test_bad_options_name_the_field(cfg_factory, mnist_dir):
                                      "model.generative_weight=-1"), sub="neg"))
     with pytest.raises(Exception, match="model.posthoc=true needs model.net.density"):
         train(cfg_factory(_overrides(mnist_dir, "model=gmm_classifier", "model.posthoc=true",
-                                     "model.net.density=null"), sub="nod"))
+                                     "model.net.density=null",
+                                     "model.net.combine_confidence=false"), sub="nod"))
+    with pytest.raises(Exception, match="set model.net.density too, or "
+                                        "model.net.combine_confidence=false"):
+        train(cfg_factory(_overrides(mnist_dir, "model=gmm_classifier",
+                                     "model.net.density=null"), sub="noc"))
 
 
 def test_density_is_fitted_when_training_stops_mid_epoch(cfg_factory, mnist_dir):
