@@ -203,7 +203,9 @@ def run_row(row: str, args: argparse.Namespace) -> dict:
         result["usage"] = usage.tolist()
         result["mixing_weights"] = module.net.head.log_mixing_weights.exp().tolist()
     result["posthoc_weights"] = module.net.density.log_weights.exp().tolist()
-    result["posthoc_variants"] = posthoc_variants(module, dm, args.seed)
+    result["posthoc_variants"] = posthoc_variants(module, dm, args.seed,
+                                                  components=args.components,
+                                                  means_options=[bool(m) for m in args.means])
     return result
 
 
@@ -284,9 +286,9 @@ def main() -> None:
                         help="recompute the post-hoc variants of the saved rows that match "
                         "--rows, --epochs, --seed and still have their checkpoint")
     parser.add_argument("--components", type=int, nargs="+", default=[1, 4, 8],
-                        help="--reevaluate: the post-hoc variants' G per class")
+                        help="the post-hoc variants' G per class")
     parser.add_argument("--means", type=int, nargs="+", default=[0, 1], choices=[0, 1],
-                        help="--reevaluate: variants without (0) / with (1) the conv means")
+                        help="post-hoc variants without (0) / with (1) the conv means")
     parser.add_argument("--results", type=Path, default=RESULTS)
     parser.add_argument("overrides", nargs="*", help="extra Hydra overrides for every row")
     args = parser.parse_args()
