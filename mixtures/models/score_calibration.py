@@ -23,11 +23,9 @@ import math
 import torch
 from torch import Tensor, nn
 
+from mixtures.models.class_density import _mirror_fitted
+
 __all__ = ["TailCalibration"]
-
-
-def _mirror_fitted(module: nn.Module, incompatible_keys: object) -> None:
-    module.is_fitted = bool(module.fitted)
 
 
 class TailCalibration(nn.Module):
